@@ -1,0 +1,419 @@
+//! The whole configuration as typed structs, loaded from one TOML file and overridable by
+//! environment variables (`BINLAKE_MYSQL__PASSWORD` sets `[mysql] password`).
+//!
+//! Invariant: a [`Config`] that loaded is valid. Unknown keys and bad values are rejected at
+//! load with an error that names the key (`mysql.port`) and the expected form; nothing later
+//! has to re-check them.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A configuration problem, always naming the key or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config key `{key}`: {message}")]
+    Key { key: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub mysql: MysqlConfig,
+    #[serde(default)]
+    pub capture: CaptureConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlConfig {
+    #[serde(default = "default_host")]
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    #[serde(default = "default_user")]
+    pub user: String,
+    /// Plain-text password; prefer `password_file` or `BINLAKE_MYSQL__PASSWORD`.
+    pub password: Option<String>,
+    /// A file whose content (trailing newline removed) is the password.
+    pub password_file: Option<PathBuf>,
+    /// The replica server id binlake registers with; unique among the server's replicas.
+    #[serde(default = "default_server_id")]
+    pub server_id: u32,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Seconds between server heartbeats while the binlog is idle.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_secs: u32,
+    /// Seconds to wait for a connection.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u32,
+}
+
+impl Default for MysqlConfig {
+    fn default() -> Self {
+        MysqlConfig {
+            host: default_host(),
+            port: default_port(),
+            user: default_user(),
+            password: None,
+            password_file: None,
+            server_id: default_server_id(),
+            tls: TlsConfig::default(),
+            heartbeat_secs: default_heartbeat(),
+            connect_timeout_secs: default_connect_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    #[serde(default)]
+    pub mode: TlsMode,
+    /// PEM file of the CA that signed the server's certificate.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Plain TCP.
+    #[default]
+    Disabled,
+    /// TLS, verifying the certificate chain and the host name.
+    VerifyIdentity,
+    /// TLS, verifying the chain but not the host name.
+    VerifyCa,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// `db.table` glob patterns (`*`, `?`); a pattern without a dot names a whole database.
+    /// Empty: every table.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Same form as `include`; wins over it.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// `db.table.column` glob patterns of columns to leave out of every change.
+    #[serde(default)]
+    pub exclude_columns: Vec<String>,
+    /// Row key of tables without a primary key.
+    #[serde(default)]
+    pub key: KeyMode,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            include: Vec::new(),
+            exclude: Vec::new(),
+            exclude_columns: Vec::new(),
+            key: KeyMode::default(),
+        }
+    }
+}
+
+/// How to key the rows of a table that has no primary key.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyMode {
+    /// Every column together is the key (a compacted topic keeps one record per distinct row).
+    #[default]
+    AllColumns,
+    /// No key: changes carry an empty key.
+    None,
+    /// The table's changes are not captured (logged once).
+    Skip,
+}
+
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_port() -> u16 {
+    3306
+}
+fn default_user() -> String {
+    "binlake".into()
+}
+fn default_server_id() -> u32 {
+    5401
+}
+fn default_heartbeat() -> u32 {
+    5
+}
+fn default_connect_timeout() -> u32 {
+    10
+}
+
+const ENV_PREFIX: &str = "BINLAKE_";
+
+impl Config {
+    /// Loads `path` and applies `BINLAKE_*` environment overrides.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, path, std::env::vars())
+    }
+
+    /// Parses TOML text and applies overrides from `env` (name, value) pairs.
+    pub fn from_toml(
+        text: &str,
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.message().to_string(),
+        })?;
+        let mut overrides = Vec::new();
+        for (var, value) in env {
+            let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if rest.is_empty() || var == "BINLAKE_CONFIG" || var == "BINLAKE_LOG" {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            if path.iter().any(|p| p.is_empty()) {
+                return Err(ConfigError::Env {
+                    var,
+                    message: "use SECTION__KEY, e.g. BINLAKE_MYSQL__PASSWORD".into(),
+                });
+            }
+            set_path(&mut doc, &path, infer(&value)).map_err(|message| ConfigError::Env {
+                var: var.clone(),
+                message,
+            })?;
+            overrides.push((path, value));
+        }
+        loop {
+            match deserialize(&doc) {
+                Ok(c) => return c.validate(),
+                Err((key, message)) => {
+                    // An override that looked like a number/bool may be meant as a string
+                    // (a password "1234"): retry it as one before giving up.
+                    let retry = overrides.iter().position(|(p, _)| p.join(".") == key);
+                    match retry {
+                        Some(i) => {
+                            let (p, v) = overrides.remove(i);
+                            let _ = set_path(&mut doc, &p, toml::Value::String(v));
+                        }
+                        None => return Err(ConfigError::Key { key, message }),
+                    }
+                }
+            }
+        }
+    }
+
+    fn validate(self) -> Result<Config, ConfigError> {
+        let key = |k: &str, m: &str| ConfigError::Key {
+            key: k.into(),
+            message: m.into(),
+        };
+        if self.mysql.password.is_some() && self.mysql.password_file.is_some() {
+            return Err(key(
+                "mysql.password",
+                "set either password or password_file, not both",
+            ));
+        }
+        if self.mysql.server_id == 0 {
+            return Err(key(
+                "mysql.server_id",
+                "must be a non-zero integer unique among the server's replicas",
+            ));
+        }
+        for (name, list) in [
+            ("capture.include", &self.capture.include),
+            ("capture.exclude", &self.capture.exclude),
+        ] {
+            if let Some(p) = list.iter().find(|p| p.is_empty() || p.split('.').count() > 2) {
+                return Err(key(
+                    name,
+                    &format!("`{p}` is not a `db` or `db.table` pattern"),
+                ));
+            }
+        }
+        if let Some(p) = self
+            .capture
+            .exclude_columns
+            .iter()
+            .find(|p| p.split('.').count() != 3)
+        {
+            return Err(key(
+                "capture.exclude_columns",
+                &format!("`{p}` is not a `db.table.column` pattern"),
+            ));
+        }
+        if self.mysql.tls.mode != TlsMode::Disabled {
+            if let Some(ca) = &self.mysql.tls.ca_file {
+                if !ca.exists() {
+                    return Err(key(
+                        "mysql.tls.ca_file",
+                        &format!("{} does not exist", ca.display()),
+                    ));
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// The MySQL password, read from `password_file` when set.
+    pub fn mysql_password(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(f) = &self.mysql.password_file {
+            let s = std::fs::read_to_string(f).map_err(|e| ConfigError::Key {
+                key: "mysql.password_file".into(),
+                message: format!("cannot read {}: {e}", f.display()),
+            })?;
+            return Ok(Some(s.trim_end_matches(['\n', '\r']).to_string()));
+        }
+        Ok(self.mysql.password.clone())
+    }
+}
+
+fn deserialize(doc: &toml::Table) -> Result<Config, (String, String)> {
+    let value = toml::Value::Table(doc.clone());
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let key = e.path().to_string();
+        let message = e.into_inner().to_string();
+        (key, message)
+    })
+}
+
+fn infer(value: &str) -> toml::Value {
+    format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()))
+}
+
+fn set_path(doc: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut t = doc;
+    for p in parents {
+        t = t
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(Default::default()))
+            .as_table_mut()
+            .ok_or_else(|| format!("`{p}` is not a section"))?;
+    }
+    t.insert(last.clone(), value);
+    Ok(())
+}
+
+/// Table and column selection from `[capture]`.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    include: Vec<String>,
+    exclude: Vec<String>,
+    exclude_columns: Vec<String>,
+}
+
+impl Filter {
+    pub fn new(c: &CaptureConfig) -> Self {
+        let norm = |p: &String| {
+            if p.contains('.') {
+                p.clone()
+            } else {
+                format!("{p}.*")
+            }
+        };
+        Filter {
+            include: c.include.iter().map(norm).collect(),
+            exclude: c.exclude.iter().map(norm).collect(),
+            exclude_columns: c.exclude_columns.clone(),
+        }
+    }
+
+    pub fn table(&self, db: &str, table: &str) -> bool {
+        let name = format!("{db}.{table}");
+        let hit = |ps: &[String]| ps.iter().any(|p| glob_match::glob_match(p, &name));
+        (self.include.is_empty() || hit(&self.include)) && !hit(&self.exclude)
+    }
+
+    pub fn column(&self, db: &str, table: &str, column: &str) -> bool {
+        if self.exclude_columns.is_empty() {
+            return true;
+        }
+        let name = format!("{db}.{table}.{column}");
+        !self
+            .exclude_columns
+            .iter()
+            .any(|p| glob_match::glob_match(p, &name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_toml(
+            text,
+            Path::new("t.toml"),
+            env.iter().map(|(a, b)| (a.to_string(), b.to_string())),
+        )
+    }
+
+    #[test]
+    fn env_overrides_file_and_numeric_looking_passwords_stay_strings() {
+        let c = load(
+            "[mysql]\nport = 3307\npassword = \"x\"\n",
+            &[
+                ("BINLAKE_MYSQL__PASSWORD", "1234"),
+                ("BINLAKE_MYSQL__SERVER_ID", "77"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.mysql.password.as_deref(), Some("1234"));
+        assert_eq!(c.mysql.server_id, 77);
+        assert_eq!(c.mysql.port, 3307);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = load("[mysql]\nprot = 1\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("prot"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_key_and_form() {
+        let e = load("[mysql]\nport = \"abc\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("mysql.port"), "{e}");
+        let e = load("[capture]\nkey = \"first\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("capture.key") && e.contains("all-columns"), "{e}");
+    }
+
+    #[test]
+    fn filters_tables_and_columns() {
+        let c = load(
+            "[capture]\ninclude=[\"shop\", \"crm.users\"]\nexclude=[\"shop.tmp_*\"]\nexclude_columns=[\"*.users.password\"]\n",
+            &[],
+        )
+        .unwrap();
+        let f = Filter::new(&c.capture);
+        assert!(f.table("shop", "orders"));
+        assert!(!f.table("shop", "tmp_x"));
+        assert!(f.table("crm", "users"));
+        assert!(!f.table("crm", "leads"));
+        assert!(!f.column("crm", "users", "password"));
+        assert!(f.column("crm", "users", "name"));
+    }
+}

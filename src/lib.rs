@@ -1,0 +1,13 @@
+//! binlake: MySQL/MariaDB change-data-capture. See ARCHITECTURE.md for the pipeline.
+
+pub mod change;
+pub mod config;
+pub mod error;
+pub mod mysql;
+pub mod output;
+pub mod position;
+pub mod schema;
+
+pub use change::{Change, Op, Value};
+pub use error::{Error, Result};
+pub use position::{Position, StartFrom};

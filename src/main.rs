@@ -1,0 +1,251 @@
+//! The `binlake` command line: one subcommand per job, each a few lines over the library.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::sync::mpsc;
+
+use binlake::config::{Config, Filter};
+use binlake::mysql::charset::Collations;
+use binlake::mysql::check::{self, Level};
+use binlake::mysql::decoder::Decoder;
+use binlake::mysql::{binlog_file, replication};
+use binlake::{output, Change, StartFrom};
+
+#[derive(Parser)]
+#[command(name = "binlake", version, about = "MySQL/MariaDB change-data-capture")]
+struct Cli {
+    /// Log filter (tracing env-filter syntax), also BINLAKE_LOG.
+    #[arg(long, global = true, env = "BINLAKE_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    /// One JSON object per row change.
+    Json,
+    /// Decode but print nothing; print a summary (rows, seconds, rows/s) to stderr at exit.
+    None,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Stream row changes from the server's binlog as JSON lines.
+    ///
+    /// Example: binlake tail --config binlake.toml --from mysql-bin.000003:4 --limit 10
+    Tail {
+        #[arg(long, env = "BINLAKE_CONFIG")]
+        config: PathBuf,
+        /// start | end | FILE:POS | FILE:POS:ROW (after that change, as printed) | GTID set
+        #[arg(long, default_value = "end")]
+        from: StartFrom,
+        /// Exit after N row changes (default: follow until interrupted).
+        #[arg(long)]
+        limit: Option<u64>,
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+    },
+    /// Decode binlog files on disk (backups, forensics) into the same JSON lines.
+    ///
+    /// Example: binlake decode /var/lib/mysql/mysql-bin.000042
+    Decode {
+        files: Vec<PathBuf>,
+        /// Optional: [capture] include/exclude and key settings apply.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        limit: Option<u64>,
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+    },
+    /// Check every prerequisite on the server; exit 1 if any fails.
+    Check {
+        #[arg(long, env = "BINLAKE_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+/// Counts, prints and enforces --limit. Returns false when the limit is reached.
+struct Printer {
+    format: Format,
+    limit: Option<u64>,
+    rows: u64,
+    started: Instant,
+    buf: Vec<u8>,
+    out: std::io::StdoutLock<'static>,
+}
+
+impl Printer {
+    fn new(format: Format, limit: Option<u64>) -> Self {
+        Printer {
+            format,
+            limit,
+            rows: 0,
+            started: Instant::now(),
+            buf: Vec::with_capacity(1 << 16),
+            out: std::io::stdout().lock(),
+        }
+    }
+
+    fn batch(&mut self, changes: &[Change]) -> anyhow::Result<bool> {
+        for c in changes {
+            if self.limit.is_some_and(|l| self.rows >= l) {
+                return Ok(false);
+            }
+            self.rows += 1;
+            if self.format == Format::Json {
+                output::write_change(c, &mut self.buf);
+            }
+        }
+        if self.buf.len() > 1 << 15 {
+            self.flush()?;
+        }
+        Ok(!self.limit.is_some_and(|l| self.rows >= l))
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        self.out.write_all(&self.buf).context("writing to stdout")?;
+        self.buf.clear();
+        self.out.flush().context("writing to stdout")?;
+        Ok(())
+    }
+
+    fn finish(mut self) -> anyhow::Result<()> {
+        self.flush()?;
+        if self.format == Format::None {
+            let secs = self.started.elapsed().as_secs_f64();
+            eprintln!(
+                "rows={} seconds={:.3} rows_per_sec={:.0}",
+                self.rows,
+                secs,
+                self.rows as f64 / secs.max(1e-9)
+            );
+        }
+        Ok(())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(run(cli.cmd)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Cmd::Tail {
+            config,
+            from,
+            limit,
+            format,
+        } => {
+            let cfg = Config::load(&config)?;
+            let (tx, mut rx) = mpsc::channel::<Vec<Change>>(64);
+            let source = tokio::spawn(async move { replication::stream(&cfg, from, tx).await });
+            let mut printer = Printer::new(format, limit);
+            let mut more = true;
+            let mut interrupted = false;
+            while more {
+                tokio::select! {
+                    batch = rx.recv() => match batch {
+                        Some(b) => more = printer.batch(&b)?,
+                        None => break,
+                    },
+                    _ = tokio::signal::ctrl_c() => { interrupted = true; break; }
+                }
+            }
+            drop(rx);
+            printer.finish()?;
+            if more && !interrupted {
+                // The source ended by itself: that is an error (or a closed stream).
+                source.await.context("binlog reader task")??;
+            } else {
+                source.abort();
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Decode {
+            files,
+            config,
+            limit,
+            format,
+        } => {
+            anyhow::ensure!(!files.is_empty(), "name at least one binlog file to decode");
+            let cfg = match config {
+                Some(p) => Config::load(&p)?,
+                None => Config::default(),
+            };
+            let mut decoder = Decoder::new(
+                Collations::default(),
+                Filter::new(&cfg.capture),
+                cfg.capture.key,
+            );
+            let mut printer = Printer::new(format, limit);
+            let mut more = true;
+            for f in &files {
+                let r = binlog_file::decode_file(f, &mut decoder, &mut |batch| {
+                    if more {
+                        more = printer.batch(batch).map_err(|e| binlake::Error::Io {
+                            context: "writing output".into(),
+                            source: std::io::Error::other(e.to_string()),
+                        })?;
+                    }
+                    Ok(())
+                });
+                if let Err(e) = r {
+                    printer.finish()?;
+                    return Err(e.into());
+                }
+                if !more {
+                    break;
+                }
+            }
+            printer.finish()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Check { config } => {
+            let cfg = Config::load(&config)?;
+            let findings = check::run(&cfg).await?;
+            for f in &findings {
+                println!("{f}");
+            }
+            let failed = findings.iter().filter(|f| f.level == Level::Fail).count();
+            let warned = findings.iter().filter(|f| f.level == Level::Warn).count();
+            println!("{failed} failed, {warned} warnings");
+            Ok(if failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}

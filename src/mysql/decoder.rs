@@ -1,0 +1,535 @@
+//! Binlog events -> [`Change`]s, in binlog order. Shared by the live replica stream and the
+//! offline file reader, so both produce identical changes from identical bytes.
+//!
+//! The decoder tracks the current file (ROTATE), the transaction (GTID/BEGIN .. XID/COMMIT),
+//! and a cache of [`TableDecoder`]s keyed by table id. Invariants:
+//! - changes leave in the order their rows appear in the binlog; positions strictly increase;
+//! - the last change of a transaction carries `commit = true` (one change is held back until
+//!   the next event says whether the transaction ended);
+//! - a change at or before the resume point is never emitted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use mysql_common::binlog::events::{
+    Event, GtidEvent, QueryEvent, RotateEvent, RowsEventData, TableMapEvent,
+    TransactionPayloadEvent,
+};
+use mysql_common::proto::MySerialize;
+
+use crate::change::{Change, Op};
+use crate::config::{Filter, KeyMode};
+use crate::error::{Error, Result};
+use crate::mysql::charset::Collations;
+use crate::mysql::rows::{ServerTable, TableDecoder};
+use crate::mysql::types::Reader;
+use crate::position::Position;
+
+/// Raw event type codes (MariaDB's are not in mysql_common's enum).
+pub mod event_type {
+    pub const QUERY: u8 = 2;
+    pub const STOP: u8 = 3;
+    pub const ROTATE: u8 = 4;
+    pub const FORMAT_DESCRIPTION: u8 = 15;
+    pub const XID: u8 = 16;
+    pub const TABLE_MAP: u8 = 19;
+    pub const WRITE_V1: u8 = 23;
+    pub const DELETE_V1: u8 = 25;
+    pub const INCIDENT: u8 = 26;
+    pub const HEARTBEAT: u8 = 27;
+    pub const WRITE_V2: u8 = 30;
+    pub const DELETE_V2: u8 = 32;
+    pub const GTID: u8 = 33;
+    pub const ANONYMOUS_GTID: u8 = 34;
+    pub const PARTIAL_UPDATE: u8 = 39;
+    pub const TRANSACTION_PAYLOAD: u8 = 40;
+    pub const GTID_TAGGED: u8 = 42;
+    pub const MARIADB_ANNOTATE_ROWS: u8 = 160;
+    pub const MARIADB_GTID: u8 = 162;
+    pub const MARIADB_GTID_LIST: u8 = 163;
+    pub const MARIADB_START_ENCRYPTION: u8 = 164;
+    pub const MARIADB_COMPRESSED_FIRST: u8 = 165;
+    pub const MARIADB_COMPRESSED_LAST: u8 = 171;
+}
+use event_type as et;
+
+/// LOG_EVENT_IGNORABLE_F: a replica that does not know the event may skip it.
+const IGNORABLE_F: u16 = 0x80;
+
+/// Where to resume: drop changes up to here.
+#[derive(Debug, Clone)]
+pub struct ResumePoint {
+    pub file: String,
+    pub offset: u64,
+    /// `Some(r)`: drop changes at or before `offset:r`. `None`: drop changes before `offset`.
+    pub row: Option<u32>,
+}
+
+struct CachedTable {
+    tme: Vec<u8>,
+    decoder: Option<Arc<TableDecoder>>,
+}
+
+/// The event-to-change state machine.
+pub struct Decoder {
+    file: String,
+    collations: Collations,
+    filter: Filter,
+    key_mode: KeyMode,
+    tables: HashMap<u64, CachedTable>,
+    server_tables: HashMap<(String, String), ServerTable>,
+    resume: Option<ResumePoint>,
+    gtid: Option<String>,
+    txn_ts_ms: Option<u64>,
+    /// MariaDB standalone GTID (DDL, non-transactional): ends after its one statement.
+    standalone: bool,
+    last_offset: u64,
+    row_in_offset: u32,
+    held: Option<Change>,
+    /// Tables whose rows are skipped (no key, `key = "skip"`): logged once.
+    warned: std::collections::HashSet<String>,
+}
+
+impl Decoder {
+    pub fn new(collations: Collations, filter: Filter, key_mode: KeyMode) -> Self {
+        Decoder {
+            file: String::new(),
+            collations,
+            filter,
+            key_mode,
+            tables: HashMap::new(),
+            server_tables: HashMap::new(),
+            resume: None,
+            gtid: None,
+            txn_ts_ms: None,
+            standalone: false,
+            last_offset: u64::MAX,
+            row_in_offset: 0,
+            held: None,
+            warned: Default::default(),
+        }
+    }
+
+    /// Changes at or before `resume` will not be emitted.
+    pub fn resume_after(&mut self, resume: ResumePoint) {
+        self.resume = Some(resume);
+    }
+
+    /// The file name events currently come from.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    pub fn set_file(&mut self, file: &str) {
+        self.file = file.to_string();
+    }
+
+    /// True when the decoder has no information_schema facts for this table yet and the table
+    /// is captured: the live reader fetches them before handing over the table map.
+    pub fn wants_server_table(&self, db: &str, table: &str) -> bool {
+        self.filter.table(db, table)
+            && !self
+                .server_tables
+                .contains_key(&(db.to_string(), table.to_string()))
+    }
+
+    pub fn set_server_table(&mut self, db: &str, table: &str, info: ServerTable) {
+        self.server_tables
+            .insert((db.to_string(), table.to_string()), info);
+        self.tables.clear();
+    }
+
+    /// Forget cached schemas (after DDL).
+    fn invalidate_schemas(&mut self) {
+        self.server_tables.clear();
+        self.tables.clear();
+    }
+
+    fn err_at(&self, offset: u64) -> impl Fn(std::io::Error) -> Error + '_ {
+        move |e| Error::Corrupt {
+            file: self.file.clone(),
+            offset,
+            detail: e.to_string(),
+        }
+    }
+
+    /// Handles one event that starts at `offset` (for events inside a compressed transaction
+    /// payload: the payload's offset), appending the changes it completes to `out`.
+    /// `expand_payloads`: decompress TRANSACTION_PAYLOAD events here (files); the live stream
+    /// gets them already expanded.
+    pub fn handle(
+        &mut self,
+        ev: &Event,
+        offset: u64,
+        expand_payloads: bool,
+        out: &mut Vec<Change>,
+    ) -> Result<()> {
+        let h = ev.header();
+        let ty = h.event_type_raw();
+        match ty {
+            et::ROTATE => {
+                let r: RotateEvent<'_> = ev.read_event().map_err(self.err_at(offset))?;
+                let name = rotate_name(ev, &r);
+                if name != self.file {
+                    self.flush(false, out);
+                    self.file = name;
+                    self.tables.clear();
+                }
+            }
+            et::FORMAT_DESCRIPTION | et::STOP | et::HEARTBEAT | et::MARIADB_GTID_LIST => {}
+            et::ANONYMOUS_GTID | et::GTID | et::GTID_TAGGED => {
+                self.flush(false, out);
+                let g: GtidEvent = ev.read_event().map_err(self.err_at(offset))?;
+                self.gtid = (ty != et::ANONYMOUS_GTID).then(|| mysql_gtid(&g));
+                let commit_us = g.immediate_commit_timestamp();
+                self.txn_ts_ms = Some(if commit_us > 0 {
+                    commit_us / 1000
+                } else {
+                    h.timestamp() as u64 * 1000
+                });
+                self.standalone = false;
+            }
+            et::MARIADB_GTID => {
+                self.flush(false, out);
+                let d = ev.data();
+                if d.len() < 13 {
+                    return Err(Error::Corrupt {
+                        file: self.file.clone(),
+                        offset,
+                        detail: format!("MariaDB GTID event body of {} bytes", d.len()),
+                    });
+                }
+                let seq = u64::from_le_bytes(d[0..8].try_into().unwrap_or_default());
+                let domain = u32::from_le_bytes(d[8..12].try_into().unwrap_or_default());
+                let flags = d[12];
+                self.gtid = Some(format!("{domain}-{}-{seq}", h.server_id()));
+                self.txn_ts_ms = Some(h.timestamp() as u64 * 1000);
+                self.standalone = flags & 1 != 0;
+            }
+            et::QUERY => {
+                let q: QueryEvent<'_> = ev.read_event().map_err(self.err_at(offset))?;
+                let sql = q.query();
+                let word = sql
+                    .trim_start()
+                    .split(|c: char| c.is_whitespace() || c == ';')
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_uppercase();
+                match word.as_str() {
+                    "BEGIN" | "XA" | "SAVEPOINT" => {
+                        if self.txn_ts_ms.is_none() {
+                            self.txn_ts_ms = Some(h.timestamp() as u64 * 1000);
+                        }
+                    }
+                    "COMMIT" => self.end_transaction(out),
+                    "ROLLBACK" => self.end_transaction(out),
+                    _ => {
+                        // DDL (or a statement-format DML, which binlake does not capture).
+                        if is_ddl(&word) {
+                            tracing::info!(file = %self.file, offset, sql = %sql.chars().take(200).collect::<String>(), "DDL: table schemas will be re-read");
+                            self.invalidate_schemas();
+                        }
+                        self.end_transaction(out);
+                    }
+                }
+            }
+            et::XID => self.end_transaction(out),
+            et::TABLE_MAP => {
+                let tme: TableMapEvent<'_> = ev.read_event().map_err(self.err_at(offset))?;
+                let id = tme.table_id();
+                if let Some(c) = self.tables.get(&id) {
+                    if c.tme == ev.data() {
+                        return Ok(());
+                    }
+                }
+                let db = tme.database_name().into_owned();
+                let table = tme.table_name().into_owned();
+                let decoder = if self.filter.table(&db, &table) {
+                    let server = self.server_tables.get(&(db.clone(), table.clone()));
+                    let filter = &self.filter;
+                    let exclude = |c: &str| !filter.column(&db, &table, c);
+                    let d = TableDecoder::new(&tme, server, &self.collations, self.key_mode, &exclude)
+                        .map_err(|source| Error::Decode {
+                            file: self.file.clone(),
+                            offset,
+                            source,
+                        })?;
+                    if d.skip && self.warned.insert(format!("{db}.{table}")) {
+                        tracing::warn!(table = %format!("{db}.{table}"), "table has no primary key and capture.key = \"skip\": its changes are not captured");
+                    }
+                    (!d.skip).then(|| Arc::new(d))
+                } else {
+                    None
+                };
+                self.tables.insert(
+                    id,
+                    CachedTable {
+                        tme: ev.data().to_vec(),
+                        decoder,
+                    },
+                );
+            }
+            et::WRITE_V1..=et::DELETE_V1 | et::WRITE_V2..=et::DELETE_V2 | et::PARTIAL_UPDATE => {
+                self.rows(ev, offset, out)?;
+            }
+            et::TRANSACTION_PAYLOAD => {
+                if expand_payloads {
+                    self.payload(ev, offset, out)?;
+                }
+            }
+            et::INCIDENT => {
+                return Err(Error::Corrupt {
+                    file: self.file.clone(),
+                    offset,
+                    detail: "INCIDENT event: the server reports that changes may be missing \
+                             from the binlog here; re-snapshot the affected tables"
+                        .into(),
+                })
+            }
+            et::MARIADB_START_ENCRYPTION => {
+                return Err(Error::Unsupported(format!(
+                    "{} at offset {offset}: the binlog is encrypted; binlake reads binlogs \
+                     through the server (tail) which decrypts them, not encrypted files",
+                    self.file
+                )))
+            }
+            et::MARIADB_COMPRESSED_FIRST..=et::MARIADB_COMPRESSED_LAST => {
+                return Err(Error::Unsupported(format!(
+                    "{} at offset {offset}: MariaDB compressed binlog event (type {ty}); \
+                     binlake cannot decode these: set log_bin_compress=OFF on the server",
+                    self.file
+                )))
+            }
+            _ => {
+                let known_harmless = matches!(ty, 1 | 5..=14 | 17 | 18 | 28 | 29 | 35..=38 | 41)
+                    || (160..=164).contains(&ty);
+                if !known_harmless && h.flags_raw() & IGNORABLE_F == 0 {
+                    return Err(Error::Unsupported(format!(
+                        "{} at offset {offset}: unknown binlog event type {ty} that the server \
+                         did not mark ignorable",
+                        self.file
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Emits the held change, marking it as the end of its transaction or not.
+    fn flush(&mut self, commit: bool, out: &mut Vec<Change>) {
+        if let Some(mut c) = self.held.take() {
+            c.commit = commit;
+            out.push(c);
+        }
+    }
+
+    fn end_transaction(&mut self, out: &mut Vec<Change>) {
+        self.flush(true, out);
+        self.gtid = None;
+        self.txn_ts_ms = None;
+        self.standalone = false;
+    }
+
+    /// Emits whatever is held (end of input).
+    pub fn finish(&mut self, out: &mut Vec<Change>) {
+        self.flush(false, out);
+    }
+
+    fn payload(&mut self, ev: &Event, offset: u64, out: &mut Vec<Change>) -> Result<()> {
+        let tpe: TransactionPayloadEvent<'_> = ev.read_event().map_err(self.err_at(offset))?;
+        let mut bytes = Vec::with_capacity(tpe.uncompressed_size() as usize);
+        {
+            let mut r = tpe.decompressed().map_err(self.err_at(offset))?;
+            std::io::Read::read_to_end(&mut r, &mut bytes).map_err(self.err_at(offset))?;
+        }
+        // Inner events use the outer format description, and carry no checksum (WL#3549).
+        let mut footer = ev.fde().footer();
+        footer.set_checksum_enabled(false);
+        let fde = ev.fde().clone().with_footer(footer);
+        let mut at = 0usize;
+        while at < bytes.len() {
+            let size = frame(&bytes[at..]).map_err(|detail| Error::Corrupt {
+                file: self.file.clone(),
+                offset,
+                detail: format!("inside transaction payload at byte {at}: {detail}"),
+            })?;
+            let inner = Event::read(&fde, &bytes[at..at + size]).map_err(self.err_at(offset))?;
+            self.handle(&inner, offset, false, out)?;
+            at += size;
+        }
+        Ok(())
+    }
+
+    fn rows(&mut self, ev: &Event, offset: u64, out: &mut Vec<Change>) -> Result<()> {
+        let data = ev.read_data().map_err(self.err_at(offset))?;
+        let Some(mysql_common::binlog::events::EventData::RowsEvent(rows)) = data else {
+            return Ok(());
+        };
+        let id = rows.table_id();
+        let Some(cached) = self.tables.get(&id) else {
+            return Err(Error::Corrupt {
+                file: self.file.clone(),
+                offset,
+                detail: format!(
+                    "rows event for table id {id} without a preceding TABLE_MAP (start reading \
+                     at a transaction boundary)"
+                ),
+            });
+        };
+        let Some(table) = cached.decoder.clone() else {
+            return Ok(()); // not captured
+        };
+        if offset != self.last_offset {
+            self.last_offset = offset;
+            self.row_in_offset = 0;
+        }
+        let (op, partial) = match &rows {
+            RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => {
+                (Op::Create, false)
+            }
+            RowsEventData::UpdateRowsEventV1(_) | RowsEventData::UpdateRowsEvent(_) => {
+                (Op::Update, false)
+            }
+            RowsEventData::PartialUpdateRowsEvent(_) => (Op::Update, true),
+            RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => {
+                (Op::Delete, false)
+            }
+        };
+        let before_cols = rows.columns_before_image();
+        let after_cols = rows.columns_after_image();
+        let mut r = Reader::new(rows.rows_data());
+        let ts_ms = self
+            .txn_ts_ms
+            .unwrap_or(ev.header().timestamp() as u64 * 1000);
+        let decode_err = |file: &str, source| Error::Decode {
+            file: file.to_string(),
+            offset,
+            source,
+        };
+        while !r.buf.is_empty() {
+            let before = match (op, before_cols) {
+                (Op::Update | Op::Delete, Some(cols)) => Some(
+                    table
+                        .decode_row(&mut r, cols, false)
+                        .map_err(|e| decode_err(&self.file, e))?,
+                ),
+                _ => None,
+            };
+            let after = match (op, after_cols) {
+                (Op::Create | Op::Update, Some(cols)) => Some(
+                    table
+                        .decode_row(&mut r, cols, partial)
+                        .map_err(|e| decode_err(&self.file, e))?,
+                ),
+                _ => None,
+            };
+            let row = self.row_in_offset;
+            self.row_in_offset += 1;
+            if self.skipped(offset, row) {
+                continue;
+            }
+            let change = Change {
+                op,
+                table: table.schema.clone(),
+                before,
+                after,
+                ts_ms,
+                pos: Position {
+                    file: self.file.clone(),
+                    offset,
+                    row,
+                    gtid: self.gtid.clone(),
+                },
+                commit: false,
+            };
+            self.flush(false, out);
+            self.held = Some(change);
+        }
+        Ok(())
+    }
+
+    fn skipped(&mut self, offset: u64, row: u32) -> bool {
+        let Some(r) = &self.resume else {
+            return false;
+        };
+        if r.file != self.file {
+            // Reading has moved past the resume file.
+            self.resume = None;
+            return false;
+        }
+        let skip = match r.row {
+            Some(rr) => (offset, row) <= (r.offset, rr),
+            None => offset < r.offset,
+        };
+        if !skip {
+            self.resume = None;
+        }
+        skip
+    }
+}
+
+/// The rotate's file name. The server's first (fake) ROTATE is sent before the format
+/// description, so a reader that does not yet know the checksum algorithm leaves the 4 CRC
+/// bytes glued to the name (a mysql_common quirk): strip them when they are a valid CRC32.
+fn rotate_name(ev: &Event, r: &RotateEvent<'_>) -> String {
+    let raw = r.name_raw();
+    if raw.len() > 4 && ev.checksum().is_none() {
+        let (name, crc) = raw.split_at(raw.len() - 4);
+        let mut header = Vec::new();
+        ev.header().serialize(&mut header);
+        let mut h = crc32fast::Hasher::new();
+        h.update(&header);
+        h.update(&ev.data()[..ev.data().len() - 4]);
+        if h.finalize().to_le_bytes() == crc {
+            return String::from_utf8_lossy(name).into_owned();
+        }
+    }
+    String::from_utf8_lossy(raw).into_owned()
+}
+
+/// Size of the complete event at the start of `buf`, checked against what `buf` holds, so
+/// that parsing never reads past an event (mysql_common panics on short input).
+pub fn frame(buf: &[u8]) -> Result<usize, String> {
+    const HEADER: usize = 19;
+    if buf.len() < HEADER {
+        return Err(format!(
+            "truncated event header: {} of {HEADER} bytes",
+            buf.len()
+        ));
+    }
+    let size = u32::from_le_bytes([buf[9], buf[10], buf[11], buf[12]]) as usize;
+    if size < HEADER {
+        return Err(format!("event size {size} is smaller than its header"));
+    }
+    if size > buf.len() {
+        return Err(format!(
+            "truncated event: header says {size} bytes, {} remain",
+            buf.len()
+        ));
+    }
+    Ok(size)
+}
+
+fn mysql_gtid(g: &GtidEvent) -> String {
+    let s = g.sid();
+    let hex: String = s.iter().map(|b| format!("{b:02x}")).collect();
+    let uuid = format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    );
+    match g.tag() {
+        Some(tag) => format!("{uuid}:{}:{}", tag.as_str(), g.gno()),
+        None => format!("{uuid}:{}", g.gno()),
+    }
+}
+
+fn is_ddl(word: &str) -> bool {
+    matches!(
+        word,
+        "ALTER" | "CREATE" | "DROP" | "RENAME" | "TRUNCATE"
+    )
+}

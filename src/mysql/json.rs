@@ -1,0 +1,54 @@
+//! MySQL's binary JSON (JSONB) and JSON partial-update diffs, rendered as JSON text.
+//!
+//! Parsing is mysql_common's; this module owns the rendering rules: the document becomes the
+//! JSON value itself, with MySQL's opaque scalars (DATE, TIME, DATETIME, DECIMAL) as strings.
+
+use mysql_common::binlog::jsonb;
+use mysql_common::binlog::jsondiff::{JsonDiff, JsonDiffOperation};
+use mysql_common::io::ParseBuf;
+
+use crate::mysql::types::DecodeError;
+
+fn invalid(detail: impl ToString) -> DecodeError {
+    DecodeError::Invalid {
+        what: "JSON",
+        detail: detail.to_string(),
+    }
+}
+
+fn to_json(v: jsonb::Value<'_>) -> Result<serde_json::Value, DecodeError> {
+    let dom = v.parse().map_err(invalid)?;
+    Ok(serde_json::Value::from(dom))
+}
+
+/// A binary JSON document as JSON text. An empty value is JSON `null`, as MySQL reads it.
+pub fn binary_to_text(bytes: &[u8]) -> Result<String, DecodeError> {
+    if bytes.is_empty() {
+        return Ok("null".into());
+    }
+    let v: jsonb::Value<'_> = ParseBuf(bytes).parse(()).map_err(invalid)?;
+    Ok(to_json(v)?.to_string())
+}
+
+/// A PARTIAL_UPDATE_ROWS JSON value (a sequence of diffs) as a JSON array text:
+/// `[{"op":"replace","path":"$.a","value":1}, ...]`.
+pub fn diffs_to_text(bytes: &[u8]) -> Result<String, DecodeError> {
+    let mut buf = ParseBuf(bytes);
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let d: JsonDiff<'_> = buf.parse(()).map_err(invalid)?;
+        let op = match d.operation() {
+            JsonDiffOperation::REPLACE => "replace",
+            JsonDiffOperation::INSERT => "insert",
+            JsonDiffOperation::REMOVE => "remove",
+        };
+        let mut obj = serde_json::Map::new();
+        obj.insert("op".into(), op.into());
+        obj.insert("path".into(), d.path_str().into_owned().into());
+        if let Some(v) = d.value() {
+            obj.insert("value".into(), to_json(v.clone())?);
+        }
+        out.push(serde_json::Value::Object(obj));
+    }
+    Ok(serde_json::Value::Array(out).to_string())
+}

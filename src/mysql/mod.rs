@@ -1,0 +1,11 @@
+//! Everything that talks to, or reads the files of, a MySQL-family server.
+
+pub mod binlog_file;
+pub mod charset;
+pub mod check;
+pub mod decoder;
+pub mod json;
+pub mod replication;
+pub mod rows;
+pub mod server;
+pub mod types;

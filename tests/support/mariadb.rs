@@ -1,0 +1,130 @@
+//! A private, throw-away MariaDB server per test, run by
+//! `deploy/local/mariadb.sh` (ROW binlog, FULL row image and metadata, GTIDs).
+//! Accounts: root/root (socket and 127.0.0.1) and binlake/binlake (CDC grants).
+//! The server is stopped and its directory removed on drop.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub struct MariaDb {
+    /// TCP port on 127.0.0.1.
+    pub port: u16,
+    /// Instance directory: data/, mysqld.sock, mysqld.pid, error.log.
+    pub dir: PathBuf,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/mariadb.sh")
+}
+
+/// Panics with the command's stderr unless it succeeded.
+fn check(what: &str, out: std::io::Result<Output>) -> Output {
+    let out = out.unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{what} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+/// A port that was free a moment ago (bind to port 0, then release it).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().unwrap().port()
+}
+
+fn unique_dir() -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    // Kept short: the socket path inside must stay under ~107 bytes.
+    std::env::temp_dir().join(format!("binlake-test-{}-{n}-{nanos}", std::process::id()))
+}
+
+impl MariaDb {
+    /// Starts a server with the default (CDC-ready) settings.
+    pub fn start() -> MariaDb {
+        MariaDb::start_with(&[])
+    }
+
+    /// Starts a server with extra mariadbd arguments, which override the
+    /// defaults (e.g. `--binlog-format=STATEMENT`).
+    pub fn start_with(extra_args: &[&str]) -> MariaDb {
+        let dir = unique_dir();
+        let port = free_port();
+        let out = Command::new("bash")
+            .arg(script())
+            .arg("start")
+            .arg(&dir)
+            .arg(port.to_string())
+            .args(extra_args)
+            // The script stops the server if this process dies without Drop.
+            .env("BINLAKE_OWNER_PID", std::process::id().to_string())
+            .output();
+        // Build the value first so that Drop cleans up even if starting failed.
+        let db = MariaDb { port, dir };
+        check("mariadb.sh start", out);
+        db
+    }
+
+    /// `mysql://user:pass@127.0.0.1:PORT/`
+    pub fn url(&self, user: &str, pass: &str) -> String {
+        format!("mysql://{user}:{pass}@127.0.0.1:{}/", self.port)
+    }
+
+    /// A new connection as root over TCP.
+    pub async fn conn(&self) -> mysql_async::Conn {
+        mysql_async::Conn::from_url(self.url("root", "root"))
+            .await
+            .expect("connect to MariaDB as root")
+    }
+
+    fn cli(&self, extra: &[&str], sql: &str) -> Output {
+        let sock = self.dir.join("mysqld.sock");
+        let out = Command::new("mariadb")
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", sock.display()))
+            .args(["-uroot", "-proot", "--default-character-set=utf8mb4"])
+            .args(extra)
+            .args(["-e", sql])
+            .output();
+        check(&format!("mariadb -e {sql:?}"), out)
+    }
+
+    /// Runs SQL (several `;`-separated statements are fine) as root through
+    /// the `mariadb` CLI; panics with its stderr on error.
+    pub fn sql(&self, sql: &str) {
+        self.cli(&[], sql);
+    }
+
+    /// Rows of the last result set, as `mariadb --batch` prints them: NULL is
+    /// "NULL", and tab, newline and backslash inside values are escaped.
+    pub fn query_rows(&self, sql: &str) -> Vec<Vec<String>> {
+        let out = self.cli(&["--batch", "--skip-column-names"], sql);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|line| line.split('\t').map(str::to_owned).collect())
+            .collect()
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .arg(&self.dir)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,7 @@
+//! Shared helpers for integration tests. Include with `mod support;` from a
+//! file in tests/ (Cargo does not build tests/support/ as a test of its own).
+
+// Each test binary uses only part of the helpers.
+#![allow(dead_code)]
+
+pub mod mariadb;
