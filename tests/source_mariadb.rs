@@ -217,3 +217,179 @@ fn every_type_round_trips_through_tail() {
         assert!(pos(i) > pos(i - 1), "positions must increase: {:?} then {:?}", pos(i - 1), pos(i));
     }
 }
+
+fn tail_with(db: &MariaDb, extra_config: &str, from: &str, limit: usize) -> Vec<Value> {
+    let cfg = config(db, "binlake", "binlake", extra_config);
+    let run = binlake(
+        &[
+            "tail",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--from",
+            from,
+            "--limit",
+            &limit.to_string(),
+        ],
+        LIMIT,
+    );
+    assert_eq!(run.code, Some(0), "tail failed: {}", run.stderr);
+    run.lines()
+}
+
+#[test]
+fn ddl_and_rotation_mid_stream() {
+    let db = MariaDb::start();
+    db.sql("CREATE DATABASE cdc; CREATE TABLE cdc.t (id INT PRIMARY KEY, a VARCHAR(10));");
+    let start = binlog_end(&db);
+    db.sql(
+        "INSERT INTO cdc.t VALUES (1, 'x');
+         ALTER TABLE cdc.t ADD COLUMN b INT;
+         INSERT INTO cdc.t VALUES (2, 'y', 5);
+         FLUSH BINARY LOGS;
+         ALTER TABLE cdc.t DROP COLUMN a;
+         INSERT INTO cdc.t VALUES (3, 6);
+         UPDATE cdc.t SET b = 7 WHERE id = 1;",
+    );
+    let out = tail(&db, &start, 4);
+    assert_eq!(out[0]["after"], json!({"id": 1, "a": "x"}));
+    assert_eq!(out[1]["after"], json!({"id": 2, "a": "y", "b": 5}));
+    assert_eq!(out[2]["after"], json!({"id": 3, "b": 6}));
+    assert_eq!(out[3]["before"], json!({"id": 1, "b": null}));
+    assert_eq!(out[3]["after"], json!({"id": 1, "b": 7}));
+    let file = |i: usize| out[i]["pos"]["file"].as_str().unwrap().to_string();
+    assert_eq!(file(0), file(1));
+    assert_eq!(file(2), file(3));
+    assert_ne!(file(1), file(2), "FLUSH BINARY LOGS must move the stream to the next file");
+    assert!(
+        !file(2).contains('\u{fffd}') && file(2).starts_with("mysql-bin."),
+        "{}",
+        file(2)
+    );
+}
+
+#[test]
+fn resume_from_printed_position_and_from_gtid() {
+    let db = MariaDb::start();
+    db.sql("CREATE DATABASE cdc; CREATE TABLE cdc.t (id INT PRIMARY KEY, v INT);");
+    let start = binlog_end(&db);
+    db.sql(
+        "INSERT INTO cdc.t VALUES (1, 1);
+         INSERT INTO cdc.t VALUES (2, 2);
+         INSERT INTO cdc.t VALUES (10, 0), (11, 0), (12, 0);
+         BEGIN; INSERT INTO cdc.t VALUES (20, 0); UPDATE cdc.t SET v = 9 WHERE id = 1; COMMIT;
+         DELETE FROM cdc.t WHERE id = 2;",
+    );
+    let all = tail(&db, &start, 8);
+    let ids: Vec<i64> = all
+        .iter()
+        .map(|l| {
+            let img = if l["after"].is_null() { &l["before"] } else { &l["after"] };
+            img["id"].as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!(ids, [1, 2, 10, 11, 12, 20, 1, 2]);
+    // Rows 10, 11, 12 share one event: offsets equal, row index 0, 1, 2.
+    assert_eq!(all[2]["pos"]["offset"], all[4]["pos"]["offset"]);
+    assert_eq!(all[3]["pos"]["row"], 1);
+
+    let at = |l: &Value| {
+        let p = &l["pos"];
+        format!(
+            "{}:{}:{}",
+            p["file"].as_str().unwrap(),
+            p["offset"],
+            p["row"]
+        )
+    };
+    // After each printed position, exactly the rest.
+    for k in [0usize, 2, 3, 5] {
+        let rest = tail(&db, &at(&all[k]), all.len() - k - 1);
+        assert_eq!(rest, all[k + 1..], "resume after change {k} ({})", at(&all[k]));
+    }
+    // FILE:POS (no row) means "events at or after POS": the same position, inclusive.
+    let p = &all[3]["pos"];
+    let from = format!("{}:{}", p["file"].as_str().unwrap(), p["offset"]);
+    assert_eq!(tail(&db, &from, 6), all[2..]);
+
+    // After a GTID: the transactions after it.
+    let g = all[4]["pos"]["gtid"].as_str().unwrap();
+    assert_eq!(tail(&db, g, 3), all[5..]);
+    let g = all[6]["pos"]["gtid"].as_str().unwrap();
+    assert_eq!(tail(&db, g, 1), all[7..]);
+}
+
+#[test]
+fn tables_without_primary_key_and_capture_filters() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE cdc; CREATE DATABASE other;
+         CREATE TABLE cdc.nopk (a INT, b VARCHAR(5));
+         CREATE TABLE cdc.users (id INT PRIMARY KEY, name VARCHAR(10), secret VARCHAR(10));
+         CREATE TABLE other.t (id INT PRIMARY KEY);",
+    );
+    let start = binlog_end(&db);
+    db.sql(
+        "INSERT INTO cdc.nopk VALUES (1, 'a');
+         INSERT INTO other.t VALUES (1);
+         DELETE FROM cdc.nopk;
+         INSERT INTO cdc.users VALUES (1, 'ann', 'pw');",
+    );
+    // Default: every column is the key; everything is captured.
+    let out = tail_with(&db, "", &start, 4);
+    assert_eq!(out[0]["key"], json!({"a": 1, "b": "a"}));
+    assert_eq!(out[1]["db"], "other");
+    assert_eq!(out[2]["op"], "d");
+    assert_eq!(out[2]["key"], json!({"a": 1, "b": "a"}));
+
+    // key = "none": empty key. Filters: only cdc, and no secret column.
+    let filters = "[capture]\ninclude = [\"cdc\"]\nexclude_columns = [\"cdc.users.secret\"]\nkey = \"none\"\n";
+    let out = tail_with(&db, filters, &start, 3);
+    assert_eq!(out[0]["key"], json!({}));
+    assert_eq!(out[1]["op"], "d");
+    assert_eq!(out[2]["table"], "users");
+    assert_eq!(out[2]["after"], json!({"id": 1, "name": "ann"}));
+
+    // key = "skip": the table without a key is not captured.
+    let out = tail_with(&db, "[capture]\nkey = \"skip\"\n", &start, 2);
+    assert_eq!(out[0]["db"], "other");
+    assert_eq!(out[1]["table"], "users");
+}
+
+fn check(db: &MariaDb, user: &str, password: &str) -> (Option<i32>, String) {
+    let cfg = config(db, user, password, "");
+    let run = binlake(&["check", "--config", cfg.to_str().unwrap()], LIMIT);
+    (run.code, run.stdout)
+}
+
+#[test]
+fn check_passes_on_a_ready_server_and_names_missing_grants() {
+    let db = MariaDb::start();
+    let (code, out) = check(&db, "binlake", "binlake");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("ok    binlog_format = ROW"), "{out}");
+    assert!(out.contains("0 failed"), "{out}");
+
+    db.sql(
+        "CREATE USER norepl@'%' IDENTIFIED BY 'pw';
+         GRANT SELECT, BINLOG MONITOR ON *.* TO norepl@'%';",
+    );
+    let (code, out) = check(&db, "norepl", "pw");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("FAIL  user norepl lacks REPLICATION SLAVE"),
+        "{out}"
+    );
+    assert!(out.contains("fix: GRANT REPLICATION SLAVE ON *.* TO 'norepl'@'%';"), "{out}");
+}
+
+#[test]
+fn check_fails_statement_format_with_the_fix() {
+    let db = MariaDb::start_with(&["--binlog-format=STATEMENT"]);
+    let (code, out) = check(&db, "binlake", "binlake");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("FAIL  binlog_format = STATEMENT"), "{out}");
+    assert!(
+        out.contains("fix: SET GLOBAL binlog_format = 'ROW'; and in my.cnf [mysqld]: binlog_format = ROW"),
+        "{out}"
+    );
+}
