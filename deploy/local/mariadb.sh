@@ -84,20 +84,26 @@ cmd_start() {
         die "an instance is already running in $dir (pid $(cat "$dir/mysqld.pid"))"
     fi
 
+    # A private tmpdir: bootstraps running in parallel with the shared /tmp
+    # collide on their temporary table files ("Error on delete of
+    # '/tmp/#sql-temptable-...'") and fail now and then.
+    mkdir -p "$dir/tmp"
     if [ ! -d "$dir/data/mysql" ]; then
         mariadb-install-db --no-defaults --user=root --datadir="$dir/data" \
+            --tmpdir="$dir/tmp" \
             --auth-root-authentication-method=normal --skip-test-db \
             >"$dir/install-db.log" 2>&1 ||
             { cat "$dir/install-db.log" >&2; die "mariadb-install-db failed"; }
     fi
 
-    # Settings a CDC reader needs (ROW + FULL image + FULL metadata, GTIDs),
-    # plus test-speed settings (no fsync per commit).
     rm -f "$dir/mysqld.pid"
-    # Detach stdio completely: callers that capture our output (e.g. Rust's
-    # Command::output) would otherwise wait for the server to exit.
+    # Settings a CDC reader needs (ROW + FULL image + FULL metadata, GTIDs),
+    # plus test-speed settings (no fsync per commit). Stdio is fully detached:
+    # callers that capture our output (e.g. Rust's Command::output) would
+    # otherwise wait for the server to exit.
     /usr/sbin/mariadbd --no-defaults --user=root \
-        --datadir="$dir/data" --port="$port" --bind-address=127.0.0.1 \
+        --datadir="$dir/data" --tmpdir="$dir/tmp" \
+        --port="$port" --bind-address=127.0.0.1 \
         --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" \
         --log-error="$dir/error.log" \
         --server-id=1 --log-bin="$dir/data/mysql-bin" \
