@@ -79,7 +79,11 @@ pub enum Value {
     Date(Date),
     DateTime(Date, TimeOfDay),
     /// TIMESTAMP: seconds since the epoch (UTC) and microseconds; `fsp` is the declared precision.
-    Timestamp { secs: i64, micros: u32, fsp: u8 },
+    Timestamp {
+        secs: i64,
+        micros: u32,
+        fsp: u8,
+    },
     Time(Duration),
     Year(u16),
     Enum(String),
@@ -89,7 +93,10 @@ pub enum Value {
     /// JSON partial update (MySQL PARTIAL_UPDATE_ROWS): the diffs, as JSON text of an array.
     JsonDiff(String),
     /// GEOMETRY: the SRID MySQL stores in front, and the WKB.
-    Geometry { srid: u32, wkb: Vec<u8> },
+    Geometry {
+        srid: u32,
+        wkb: Vec<u8>,
+    },
     /// MySQL 9 VECTOR.
     Vector(Vec<f32>),
 }

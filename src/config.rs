@@ -97,7 +97,7 @@ pub enum TlsMode {
     VerifyCa,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CaptureConfig {
     /// `db.table` glob patterns (`*`, `?`); a pattern without a dot names a whole database.
@@ -113,17 +113,6 @@ pub struct CaptureConfig {
     /// Row key of tables without a primary key.
     #[serde(default)]
     pub key: KeyMode,
-}
-
-impl Default for CaptureConfig {
-    fn default() -> Self {
-        CaptureConfig {
-            include: Vec::new(),
-            exclude: Vec::new(),
-            exclude_columns: Vec::new(),
-            key: KeyMode::default(),
-        }
-    }
 }
 
 /// How to key the rows of a table that has no primary key.
@@ -176,10 +165,12 @@ impl Config {
         path: &Path,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-            path: path.to_owned(),
-            message: e.message().to_string(),
-        })?;
+        let mut doc: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: path.to_owned(),
+                    message: e.message().to_string(),
+                })?;
         let mut overrides = Vec::new();
         for (var, value) in env {
             let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
@@ -241,7 +232,10 @@ impl Config {
             ("capture.include", &self.capture.include),
             ("capture.exclude", &self.capture.exclude),
         ] {
-            if let Some(p) = list.iter().find(|p| p.is_empty() || p.split('.').count() > 2) {
+            if let Some(p) = list
+                .iter()
+                .find(|p| p.is_empty() || p.split('.').count() > 2)
+            {
                 return Err(key(
                     name,
                     &format!("`{p}` is not a `db` or `db.table` pattern"),
@@ -393,12 +387,17 @@ mod tests {
 
     #[test]
     fn bad_value_names_key_and_form() {
-        let e = load("[mysql]\nport = \"abc\"\n", &[]).unwrap_err().to_string();
+        let e = load("[mysql]\nport = \"abc\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("mysql.port"), "{e}");
         let e = load("[capture]\nkey = \"first\"\n", &[])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("capture.key") && e.contains("all-columns"), "{e}");
+        assert!(
+            e.contains("capture.key") && e.contains("all-columns"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -106,7 +106,7 @@ impl Printer {
         if self.buf.len() > 1 << 15 {
             self.flush()?;
         }
-        Ok(!self.limit.is_some_and(|l| self.rows >= l))
+        Ok(self.limit.is_none_or(|l| self.rows < l))
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {

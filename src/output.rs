@@ -41,7 +41,11 @@ pub fn write_change(c: &Change, out: &mut Vec<u8>) {
     row(t, c.after.as_ref(), out);
     let _ = write!(out, ",\"ts_ms\":{},\"pos\":{{\"file\":", c.ts_ms);
     json_str(&c.pos.file, out);
-    let _ = write!(out, ",\"offset\":{},\"row\":{},\"gtid\":", c.pos.offset, c.pos.row);
+    let _ = write!(
+        out,
+        ",\"offset\":{},\"row\":{},\"gtid\":",
+        c.pos.offset, c.pos.row
+    );
     match &c.pos.gtid {
         Some(g) => json_str(g, out),
         None => out.extend_from_slice(b"null"),
@@ -127,7 +131,9 @@ pub fn value(v: &Value, out: &mut Vec<u8>) {
             time_of_day(t, out);
             out.push(b'"');
         }
-        Value::Timestamp { secs: 0, micros: 0, .. } => out.extend_from_slice(b"null"),
+        Value::Timestamp {
+            secs: 0, micros: 0, ..
+        } => out.extend_from_slice(b"null"),
         Value::Timestamp { secs, micros, fsp } => {
             let (d, t) = utc(*secs, *micros, *fsp);
             out.push(b'"');
@@ -249,9 +255,17 @@ mod tests {
             fsp: 6,
         };
         assert_eq!(enc(Value::DateTime(d, t)), "\"9999-12-31 23:59:59.999999\"");
-        let t3 = TimeOfDay { fsp: 3, micros: 120_000, ..t };
+        let t3 = TimeOfDay {
+            fsp: 3,
+            micros: 120_000,
+            ..t
+        };
         assert_eq!(enc(Value::DateTime(d, t3)), "\"9999-12-31 23:59:59.120\"");
-        let t0 = TimeOfDay { fsp: 0, micros: 0, ..t };
+        let t0 = TimeOfDay {
+            fsp: 0,
+            micros: 0,
+            ..t
+        };
         assert_eq!(enc(Value::DateTime(d, t0)), "\"9999-12-31 23:59:59\"");
         assert_eq!(
             enc(Value::Timestamp {

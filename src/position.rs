@@ -8,17 +8,19 @@
 use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 /// Where a row change sits in the binlog.
+/// File and GTID are shared (`Arc`): every change of a transaction points at the same ones.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Position {
-    pub file: String,
+    pub file: Arc<str>,
     pub offset: u64,
     pub row: u32,
     /// The GTID of the transaction, when the server assigns one (`0-1-15` or `uuid:n`).
-    pub gtid: Option<String>,
+    pub gtid: Option<Arc<str>>,
 }
 
 impl Position {
@@ -115,7 +117,9 @@ impl FromStr for StartFrom {
 fn looks_like_gtid_set(s: &str) -> bool {
     let mariadb = s.split(',').all(|g| {
         let p: Vec<&str> = g.trim().split('-').collect();
-        p.len() == 3 && p.iter().all(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
+        p.len() == 3
+            && p.iter()
+                .all(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
     });
     let mysql = s.split(',').all(|g| {
         let g = g.trim();

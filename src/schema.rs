@@ -62,23 +62,48 @@ pub enum Charset {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SqlType {
     /// TINYINT (1), SMALLINT (2), MEDIUMINT (3), INT (4), BIGINT (8).
-    Int { bytes: u8, unsigned: bool },
+    Int {
+        bytes: u8,
+        unsigned: bool,
+    },
     Float,
     Double,
-    Decimal { precision: u8, scale: u8 },
-    Bit { bits: u16 },
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
+    Bit {
+        bits: u16,
+    },
     /// CHAR/VARCHAR/TEXT (`charset` not Binary) or BINARY/VARBINARY/BLOB (`charset` Binary).
     /// `max_bytes` is the declared maximum in bytes; `fixed` marks CHAR/BINARY.
-    String { charset: Charset, max_bytes: u32, fixed: bool, blob: bool },
+    String {
+        charset: Charset,
+        max_bytes: u32,
+        fixed: bool,
+        blob: bool,
+    },
     Date,
-    DateTime { fsp: u8 },
-    Timestamp { fsp: u8 },
-    Time { fsp: u8 },
+    DateTime {
+        fsp: u8,
+    },
+    Timestamp {
+        fsp: u8,
+    },
+    Time {
+        fsp: u8,
+    },
     Year,
     /// ENUM/SET: the value list, when the server logged it (binlog_row_metadata=FULL).
-    Enum { values: Option<Arc<[String]>> },
-    Set { values: Option<Arc<[String]>> },
+    Enum {
+        values: Option<Arc<[String]>>,
+    },
+    Set {
+        values: Option<Arc<[String]>>,
+    },
     Json,
     Geometry,
-    Vector { dimensions: Option<u32> },
+    Vector {
+        dimensions: Option<u32>,
+    },
 }

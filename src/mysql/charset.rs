@@ -92,8 +92,7 @@ pub fn decode(charset: Charset, bytes: &[u8]) -> Option<String> {
                 // SAFETY-free: ASCII is valid UTF-8.
                 return std::str::from_utf8(bytes).ok().map(str::to_owned);
             }
-            let (s, had_errors) =
-                encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes);
+            let (s, had_errors) = encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes);
             (!had_errors).then(|| s.into_owned())
         }
         Charset::Other(enc) => {
@@ -117,7 +116,10 @@ mod tests {
     #[test]
     fn invalid_utf8_is_not_text() {
         assert_eq!(decode(Charset::Utf8, b"\xff\x00"), None);
-        assert_eq!(decode(Charset::Utf8, "😀".as_bytes()).as_deref(), Some("😀"));
+        assert_eq!(
+            decode(Charset::Utf8, "😀".as_bytes()).as_deref(),
+            Some("😀")
+        );
     }
 
     #[test]

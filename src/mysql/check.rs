@@ -131,7 +131,9 @@ pub async fn run(cfg: &Config) -> Result<Vec<Finding>> {
     }
 
     match var(&mut conn, "binlog_checksum").await.as_deref() {
-        Some("CRC32") => out.push(ok("binlog_checksum = CRC32 (verified on every event)".into())),
+        Some("CRC32") => out.push(ok(
+            "binlog_checksum = CRC32 (verified on every event)".into()
+        )),
         other => out.push(bad(
             Level::Warn,
             format!(
@@ -142,14 +144,13 @@ pub async fn run(cfg: &Config) -> Result<Vec<Finding>> {
         )),
     }
 
-    if flavor == Flavor::MariaDb {
-        if var(&mut conn, "log_bin_compress").await.as_deref() == Some("1") {
-            out.push(bad(
-                Level::Fail,
-                "log_bin_compress = ON: binlake cannot decode compressed MariaDB events".into(),
-                "SET GLOBAL log_bin_compress = OFF; and in my.cnf [mysqld]: log_bin_compress = OFF",
-            ));
-        }
+    if flavor == Flavor::MariaDb && var(&mut conn, "log_bin_compress").await.as_deref() == Some("1")
+    {
+        out.push(bad(
+            Level::Fail,
+            "log_bin_compress = ON: binlake cannot decode compressed MariaDB events".into(),
+            "SET GLOBAL log_bin_compress = OFF; and in my.cnf [mysqld]: log_bin_compress = OFF",
+        ));
     }
 
     // server_id: ours must differ from the source's and from every other replica's.
@@ -239,13 +240,7 @@ pub async fn run(cfg: &Config) -> Result<Vec<Finding>> {
 async fn grants(conn: &mut Conn, user: &str) -> Vec<Finding> {
     let lines: Vec<String> = match conn.query("SHOW GRANTS").await {
         Ok(l) => l,
-        Err(e) => {
-            return vec![bad(
-                Level::Warn,
-                format!("cannot read grants: {e}"),
-                "",
-            )]
-        }
+        Err(e) => return vec![bad(Level::Warn, format!("cannot read grants: {e}"), "")],
     };
     let mut privs: Vec<String> = Vec::new();
     for l in &lines {
@@ -263,8 +258,16 @@ async fn grants(conn: &mut Conn, user: &str) -> Vec<Finding> {
     let has = |p: &str| privs.iter().any(|x| x == p || x == "ALL PRIVILEGES");
     let mut out = Vec::new();
     let need: [(&[&str], &str, &str); 3] = [
-        (&["REPLICATION SLAVE", "REPLICATION REPLICA"], "REPLICATION SLAVE", "read the binlog as a replica"),
-        (&["SELECT"], "SELECT", "read table metadata and snapshot tables"),
+        (
+            &["REPLICATION SLAVE", "REPLICATION REPLICA"],
+            "REPLICATION SLAVE",
+            "read the binlog as a replica",
+        ),
+        (
+            &["SELECT"],
+            "SELECT",
+            "read table metadata and snapshot tables",
+        ),
         (
             &["REPLICATION CLIENT", "BINLOG MONITOR", "SUPER"],
             "REPLICATION CLIENT (MySQL) / BINLOG MONITOR (MariaDB)",
@@ -278,10 +281,7 @@ async fn grants(conn: &mut Conn, user: &str) -> Vec<Finding> {
             out.push(Finding {
                 level: Level::Fail,
                 what: format!("user {user} lacks {name} ON *.* (needed to {why})"),
-                fix: format!(
-                    "GRANT {} ON *.* TO '{user}'@'%';",
-                    alts[0]
-                ),
+                fix: format!("GRANT {} ON *.* TO '{user}'@'%';", alts[0]),
             });
         }
     }

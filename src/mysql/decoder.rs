@@ -72,14 +72,14 @@ struct CachedTable {
 
 /// The event-to-change state machine.
 pub struct Decoder {
-    file: String,
+    file: Arc<str>,
     collations: Collations,
     filter: Filter,
     key_mode: KeyMode,
     tables: HashMap<u64, CachedTable>,
     server_tables: HashMap<(String, String), ServerTable>,
     resume: Option<ResumePoint>,
-    gtid: Option<String>,
+    gtid: Option<Arc<str>>,
     txn_ts_ms: Option<u64>,
     /// MariaDB standalone GTID (DDL, non-transactional): ends after its one statement.
     standalone: bool,
@@ -93,7 +93,7 @@ pub struct Decoder {
 impl Decoder {
     pub fn new(collations: Collations, filter: Filter, key_mode: KeyMode) -> Self {
         Decoder {
-            file: String::new(),
+            file: Arc::from(""),
             collations,
             filter,
             key_mode,
@@ -121,7 +121,7 @@ impl Decoder {
     }
 
     pub fn set_file(&mut self, file: &str) {
-        self.file = file.to_string();
+        self.file = Arc::from(file);
     }
 
     /// True when the decoder has no information_schema facts for this table yet and the table
@@ -147,7 +147,7 @@ impl Decoder {
 
     fn err_at(&self, offset: u64) -> impl Fn(std::io::Error) -> Error + '_ {
         move |e| Error::Corrupt {
-            file: self.file.clone(),
+            file: self.file.to_string(),
             offset,
             detail: e.to_string(),
         }
@@ -170,9 +170,9 @@ impl Decoder {
             et::ROTATE => {
                 let r: RotateEvent<'_> = ev.read_event().map_err(self.err_at(offset))?;
                 let name = rotate_name(ev, &r);
-                if name != self.file {
+                if *name != *self.file {
                     self.flush(false, out);
-                    self.file = name;
+                    self.file = Arc::from(name);
                     self.tables.clear();
                 }
             }
@@ -180,7 +180,7 @@ impl Decoder {
             et::ANONYMOUS_GTID | et::GTID | et::GTID_TAGGED => {
                 self.flush(false, out);
                 let g: GtidEvent = ev.read_event().map_err(self.err_at(offset))?;
-                self.gtid = (ty != et::ANONYMOUS_GTID).then(|| mysql_gtid(&g));
+                self.gtid = (ty != et::ANONYMOUS_GTID).then(|| Arc::from(mysql_gtid(&g)));
                 let commit_us = g.immediate_commit_timestamp();
                 self.txn_ts_ms = Some(if commit_us > 0 {
                     commit_us / 1000
@@ -194,7 +194,7 @@ impl Decoder {
                 let d = ev.data();
                 if d.len() < 13 {
                     return Err(Error::Corrupt {
-                        file: self.file.clone(),
+                        file: self.file.to_string(),
                         offset,
                         detail: format!("MariaDB GTID event body of {} bytes", d.len()),
                     });
@@ -202,7 +202,7 @@ impl Decoder {
                 let seq = u64::from_le_bytes(d[0..8].try_into().unwrap_or_default());
                 let domain = u32::from_le_bytes(d[8..12].try_into().unwrap_or_default());
                 let flags = d[12];
-                self.gtid = Some(format!("{domain}-{}-{seq}", h.server_id()));
+                self.gtid = Some(Arc::from(format!("{domain}-{}-{seq}", h.server_id())));
                 self.txn_ts_ms = Some(h.timestamp() as u64 * 1000);
                 self.standalone = flags & 1 != 0;
             }
@@ -248,12 +248,13 @@ impl Decoder {
                     let server = self.server_tables.get(&(db.clone(), table.clone()));
                     let filter = &self.filter;
                     let exclude = |c: &str| !filter.column(&db, &table, c);
-                    let d = TableDecoder::new(&tme, server, &self.collations, self.key_mode, &exclude)
-                        .map_err(|source| Error::Decode {
-                            file: self.file.clone(),
-                            offset,
-                            source,
-                        })?;
+                    let d =
+                        TableDecoder::new(&tme, server, &self.collations, self.key_mode, &exclude)
+                            .map_err(|source| Error::Decode {
+                                file: self.file.to_string(),
+                                offset,
+                                source,
+                            })?;
                     if d.skip && self.warned.insert(format!("{db}.{table}")) {
                         tracing::warn!(table = %format!("{db}.{table}"), "table has no primary key and capture.key = \"skip\": its changes are not captured");
                     }
@@ -279,7 +280,7 @@ impl Decoder {
             }
             et::INCIDENT => {
                 return Err(Error::Corrupt {
-                    file: self.file.clone(),
+                    file: self.file.to_string(),
                     offset,
                     detail: "INCIDENT event: the server reports that changes may be missing \
                              from the binlog here; re-snapshot the affected tables"
@@ -349,7 +350,7 @@ impl Decoder {
         let mut at = 0usize;
         while at < bytes.len() {
             let size = frame(&bytes[at..]).map_err(|detail| Error::Corrupt {
-                file: self.file.clone(),
+                file: self.file.to_string(),
                 offset,
                 detail: format!("inside transaction payload at byte {at}: {detail}"),
             })?;
@@ -368,7 +369,7 @@ impl Decoder {
         let id = rows.table_id();
         let Some(cached) = self.tables.get(&id) else {
             return Err(Error::Corrupt {
-                file: self.file.clone(),
+                file: self.file.to_string(),
                 offset,
                 detail: format!(
                     "rows event for table id {id} without a preceding TABLE_MAP (start reading \
@@ -395,8 +396,8 @@ impl Decoder {
                 (Op::Delete, false)
             }
         };
-        let before_cols = rows.columns_before_image();
-        let after_cols = rows.columns_after_image();
+        let before_cols = rows.columns_before_image().map(|b| table.image_columns(b));
+        let after_cols = rows.columns_after_image().map(|b| table.image_columns(b));
         let mut r = Reader::new(rows.rows_data());
         let ts_ms = self
             .txn_ts_ms
@@ -407,7 +408,7 @@ impl Decoder {
             source,
         };
         while !r.buf.is_empty() {
-            let before = match (op, before_cols) {
+            let before = match (op, &before_cols) {
                 (Op::Update | Op::Delete, Some(cols)) => Some(
                     table
                         .decode_row(&mut r, cols, false)
@@ -415,7 +416,7 @@ impl Decoder {
                 ),
                 _ => None,
             };
-            let after = match (op, after_cols) {
+            let after = match (op, &after_cols) {
                 (Op::Create | Op::Update, Some(cols)) => Some(
                     table
                         .decode_row(&mut r, cols, partial)
@@ -452,7 +453,7 @@ impl Decoder {
         let Some(r) = &self.resume else {
             return false;
         };
-        if r.file != self.file {
+        if *r.file != *self.file {
             // Reading has moved past the resume file.
             self.resume = None;
             return false;
@@ -528,8 +529,5 @@ fn mysql_gtid(g: &GtidEvent) -> String {
 }
 
 fn is_ddl(word: &str) -> bool {
-    matches!(
-        word,
-        "ALTER" | "CREATE" | "DROP" | "RENAME" | "TRUNCATE"
-    )
+    matches!(word, "ALTER" | "CREATE" | "DROP" | "RENAME" | "TRUNCATE")
 }

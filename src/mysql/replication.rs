@@ -60,16 +60,17 @@ pub async fn stream(cfg: &Config, start: StartFrom, tx: mpsc::Sender<Vec<Change>
 
     let mut conn = server::connect(cfg).await?;
     let setup = |sql: String| sql;
-    let mut stmts = vec![
-        setup(format!(
-            "SET @master_heartbeat_period = {}",
-            cfg.mysql.heartbeat_secs as u64 * 1_000_000_000
-        )),
-    ];
+    let mut stmts = vec![setup(format!(
+        "SET @master_heartbeat_period = {}",
+        cfg.mysql.heartbeat_secs as u64 * 1_000_000_000
+    ))];
     if flavor == Flavor::MariaDb {
         stmts.push("SET @mariadb_slave_capability = 4".into());
         if let Some(g) = &gtid {
-            stmts.push(format!("SET @slave_connect_state = '{}'", g.replace('\'', "")));
+            stmts.push(format!(
+                "SET @slave_connect_state = '{}'",
+                g.replace('\'', "")
+            ));
         }
     }
     for s in &stmts {
@@ -87,10 +88,9 @@ pub async fn stream(cfg: &Config, start: StartFrom, tx: mpsc::Sender<Vec<Change>
         }
     }
     tracing::info!(file = %file, pos, gtid = ?gtid, server_id = cfg.mysql.server_id, "starting binlog stream");
-    let mut stream = conn
-        .get_binlog_stream(req)
-        .await
-        .map_err(Error::mysql("requesting the binlog stream (does the user have REPLICATION SLAVE? run `binlake check`)"))?;
+    let mut stream = conn.get_binlog_stream(req).await.map_err(Error::mysql(
+        "requesting the binlog stream (does the user have REPLICATION SLAVE? run `binlake check`)",
+    ))?;
     decoder.set_file(&file);
 
     let mut payload_offset = 0u64;

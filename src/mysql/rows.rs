@@ -118,8 +118,11 @@ impl TableDecoder {
                 _ => {}
             }
         }
-        let (mut enum_values, mut set_values, mut dims) =
-            (enum_values.into_iter(), set_values.into_iter(), dims.into_iter());
+        let (mut enum_values, mut set_values, mut dims) = (
+            enum_values.into_iter(),
+            set_values.into_iter(),
+            dims.into_iter(),
+        );
 
         let mut signedness = meta.iter_signedness();
         let has_signedness = meta.iter_signedness().next().is_some();
@@ -154,7 +157,10 @@ impl TableDecoder {
                 false
             };
             let charset_id = if real.is_character_type() {
-                charsets.next().transpose().map_err(|e| bad(e.to_string()))?
+                charsets
+                    .next()
+                    .transpose()
+                    .map_err(|e| bad(e.to_string()))?
             } else if real.is_enum_or_set_type() {
                 enum_charsets
                     .next()
@@ -243,15 +249,23 @@ impl TableDecoder {
         })
     }
 
-    /// Decodes one row image. `present` marks the columns the image carries; `partial` is set
-    /// for the after image of a PARTIAL_UPDATE_ROWS event.
+    /// Which columns a rows event's image carries, computed once per event.
+    pub fn image_columns(&self, bits: &bitvec::slice::BitSlice<u8>) -> Image {
+        let present: Vec<bool> = (0..self.codecs.len())
+            .map(|i| bits.get(i).map(|b| *b).unwrap_or(false))
+            .collect();
+        let count = present.iter().filter(|b| **b).count();
+        Image { present, count }
+    }
+
+    /// Decodes one row image. `image` marks the columns it carries; `partial` is set for the
+    /// after image of a PARTIAL_UPDATE_ROWS event.
     pub fn decode_row(
         &self,
         r: &mut Reader<'_>,
-        present: &bitvec::slice::BitSlice<u8>,
+        image: &Image,
         partial: bool,
     ) -> Result<Row, DecodeError> {
-        let n = self.codecs.len();
         let mut partial_bits: Option<&[u8]> = None;
         if partial {
             let options = r.lenenc()?;
@@ -259,8 +273,7 @@ impl TableDecoder {
                 partial_bits = Some(r.take(self.json_columns.div_ceil(8))?);
             }
         }
-        let n_present = present.iter().take(n).filter(|b| **b).count();
-        let nulls = r.take(n_present.div_ceil(8))?;
+        let nulls = r.take(image.count.div_ceil(8))?;
         let mut row = vec![Value::Absent; self.schema.columns.len()];
         let mut image_idx = 0usize;
         let mut json_idx = 0usize;
@@ -273,7 +286,7 @@ impl TableDecoder {
             if is_json {
                 json_idx += 1;
             }
-            if !present.get(i).map(|b| *b).unwrap_or(false) {
+            if !image.present[i] {
                 continue;
             }
             let is_null = nulls[image_idx / 8] & (1 << (image_idx % 8)) != 0;
@@ -296,6 +309,13 @@ impl TableDecoder {
         }
         Ok(row)
     }
+}
+
+/// The columns present in a row image.
+#[derive(Debug, Clone)]
+pub struct Image {
+    present: Vec<bool>,
+    count: usize,
 }
 
 fn members<'a>(raw: impl Iterator<Item = &'a [u8]>) -> Arc<[String]> {
@@ -321,7 +341,10 @@ fn real_type(raw: T, md: &[u8]) -> T {
 }
 
 fn md_u16(md: &[u8]) -> u16 {
-    u16::from_le_bytes([md.first().copied().unwrap_or(0), md.get(1).copied().unwrap_or(0)])
+    u16::from_le_bytes([
+        md.first().copied().unwrap_or(0),
+        md.get(1).copied().unwrap_or(0),
+    ])
 }
 
 fn len_bytes_for(max: u32) -> u8 {
@@ -495,10 +518,7 @@ fn codec_for(
             },
         ),
         T::MYSQL_TYPE_DATE | T::MYSQL_TYPE_NEWDATE => (Codec::Date, SqlType::Date),
-        T::MYSQL_TYPE_DATETIME2 => (
-            Codec::DateTime2 { fsp: b0 },
-            SqlType::DateTime { fsp: b0 },
-        ),
+        T::MYSQL_TYPE_DATETIME2 => (Codec::DateTime2 { fsp: b0 }, SqlType::DateTime { fsp: b0 }),
         T::MYSQL_TYPE_TIMESTAMP2 => (
             Codec::Timestamp2 { fsp: b0 },
             SqlType::Timestamp { fsp: b0 },
@@ -557,9 +577,18 @@ mod tests {
 
     #[test]
     fn string_metadata_hides_enum_and_long_char() {
-        assert_eq!(real_type(T::MYSQL_TYPE_STRING, &[0xf7, 1]), T::MYSQL_TYPE_ENUM);
-        assert_eq!(real_type(T::MYSQL_TYPE_STRING, &[0xf8, 1]), T::MYSQL_TYPE_SET);
+        assert_eq!(
+            real_type(T::MYSQL_TYPE_STRING, &[0xf7, 1]),
+            T::MYSQL_TYPE_ENUM
+        );
+        assert_eq!(
+            real_type(T::MYSQL_TYPE_STRING, &[0xf8, 1]),
+            T::MYSQL_TYPE_SET
+        );
         // CHAR(255) utf8mb4 = 1020 bytes: the high bits of the length live in byte 0.
-        assert_eq!(real_type(T::MYSQL_TYPE_STRING, &[0xce, 0xfc]), T::MYSQL_TYPE_STRING);
+        assert_eq!(
+            real_type(T::MYSQL_TYPE_STRING, &[0xce, 0xfc]),
+            T::MYSQL_TYPE_STRING
+        );
     }
 }

@@ -32,8 +32,8 @@ pub fn opts(cfg: &Config) -> Result<OptsBuilder> {
         .stmt_cache_size(16)
         .max_allowed_packet(Some(1 << 30));
     if m.tls.mode != TlsMode::Disabled {
-        let mut ssl = SslOpts::default()
-            .with_danger_skip_domain_validation(m.tls.mode == TlsMode::VerifyCa);
+        let mut ssl =
+            SslOpts::default().with_danger_skip_domain_validation(m.tls.mode == TlsMode::VerifyCa);
         if let Some(ca) = &m.tls.ca_file {
             ssl = ssl.with_root_certs(vec![ca.clone().into()]);
         }
@@ -114,14 +114,21 @@ pub async fn binlog_files(conn: &mut Conn) -> Result<Vec<(String, u64)>> {
 /// Every collation the server knows.
 pub async fn collations(conn: &mut Conn) -> Result<Collations> {
     let rows: Vec<(u16, String)> = conn
-        .query("SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS WHERE ID IS NOT NULL")
+        .query(
+            "SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS WHERE ID IS NOT NULL",
+        )
         .await
         .map_err(Error::mysql("reading information_schema.COLLATIONS"))?;
     Ok(Collations::with_server_table(rows))
 }
 
 /// Columns, primary key and JSON-ness of a table, as the server describes it now.
-pub async fn table_info(conn: &mut Conn, flavor: Flavor, db: &str, table: &str) -> Result<ServerTable> {
+pub async fn table_info(
+    conn: &mut Conn,
+    flavor: Flavor,
+    db: &str,
+    table: &str,
+) -> Result<ServerTable> {
     let ctx = || format!("reading information_schema for {db}.{table}");
     let cols: Vec<(String, String)> = conn
         .exec(

@@ -5,6 +5,7 @@
 //! (see `rows.rs`) and then applied to every value. Invariant: a decode either consumes exactly
 //! the value's bytes and returns it, or returns an error; it never reads past the input.
 
+use std::fmt::Write;
 use std::sync::Arc;
 
 use crate::change::{Date, Duration, TimeOfDay, Value};
@@ -25,28 +26,59 @@ pub enum DecodeError {
 /// How one column's values are encoded in row images.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Codec {
-    Int { bytes: u8, unsigned: bool },
+    Int {
+        bytes: u8,
+        unsigned: bool,
+    },
     Year,
     Float,
     Double,
-    Decimal { precision: u8, scale: u8 },
-    Bit { bytes: u8 },
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
+    Bit {
+        bytes: u8,
+    },
     /// Length-prefixed bytes (VARCHAR, CHAR, BLOB, TEXT). `pad_to` is set for BINARY(n), whose
     /// trailing zero bytes the server strips in the binlog.
-    Var { len_bytes: u8, charset: Charset, pad_to: Option<u32> },
+    Var {
+        len_bytes: u8,
+        charset: Charset,
+        pad_to: Option<u32>,
+    },
     /// MySQL binary JSON (`binary`) or MariaDB JSON text stored as LONGTEXT.
-    Json { len_bytes: u8, binary: bool },
-    Geometry { len_bytes: u8 },
-    Vector { len_bytes: u8 },
+    Json {
+        len_bytes: u8,
+        binary: bool,
+    },
+    Geometry {
+        len_bytes: u8,
+    },
+    Vector {
+        len_bytes: u8,
+    },
     Date,
-    DateTime2 { fsp: u8 },
-    Timestamp2 { fsp: u8 },
-    Time2 { fsp: u8 },
+    DateTime2 {
+        fsp: u8,
+    },
+    Timestamp2 {
+        fsp: u8,
+    },
+    Time2 {
+        fsp: u8,
+    },
     DateTimeOld,
     TimestampOld,
     TimeOld,
-    Enum { pack: u8, values: Option<Arc<[String]>> },
-    Set { pack: u8, values: Option<Arc<[String]>> },
+    Enum {
+        pack: u8,
+        values: Option<Arc<[String]>>,
+    },
+    Set {
+        pack: u8,
+        values: Option<Arc<[String]>>,
+    },
 }
 
 /// A cursor over a row image.
@@ -276,12 +308,12 @@ impl Codec {
                         // The "error" member MySQL stores for invalid input.
                         String::new()
                     } else {
-                        vals.get(idx as usize - 1).cloned().ok_or_else(|| {
-                            DecodeError::Invalid {
+                        vals.get(idx as usize - 1)
+                            .cloned()
+                            .ok_or_else(|| DecodeError::Invalid {
                                 what: "ENUM",
                                 detail: format!("index {idx} of {} members", vals.len()),
-                            }
-                        })?
+                            })?
                     }),
                     None => Value::UInt(idx),
                 }
@@ -407,17 +439,17 @@ pub fn decode_decimal(r: &mut Reader<'_>, precision: u8, scale: u8) -> Result<St
     if intg0x > 0 {
         let v = next(DIG2BYTES[intg0x]);
         if v > 0 {
-            int_part.push_str(&v.to_string());
+            let _ = write!(int_part, "{v}");
         }
     }
     for _ in 0..intg0 {
         let v = next(4);
         if int_part.is_empty() {
             if v > 0 {
-                int_part.push_str(&v.to_string());
+                let _ = write!(int_part, "{v}");
             }
         } else {
-            int_part.push_str(&format!("{v:09}"));
+            let _ = write!(int_part, "{v:09}");
         }
     }
     if int_part.is_empty() {
@@ -425,11 +457,11 @@ pub fn decode_decimal(r: &mut Reader<'_>, precision: u8, scale: u8) -> Result<St
     }
     let mut frac = String::with_capacity(scale as usize);
     for _ in 0..frac0 {
-        frac.push_str(&format!("{:09}", next(4)));
+        let _ = write!(frac, "{:09}", next(4));
     }
     if frac0x > 0 {
         let v = next(DIG2BYTES[frac0x]);
-        frac.push_str(&format!("{v:0width$}", width = frac0x));
+        let _ = write!(frac, "{v:0width$}", width = frac0x);
     }
     if frac.len() != scale as usize || int_part.len() > intg.max(1) {
         return Err(DecodeError::Invalid {
@@ -530,7 +562,12 @@ mod tests {
         // Build it through the encoder formula: intpart=-1, frac=-50 => stored int = -2 + OFS,
         // frac byte = 256-50.
         let int = (0x80_0000i64 - 1) as u32;
-        let bytes = [(int >> 16) as u8, (int >> 8) as u8, int as u8, (256 - 50) as u8];
+        let bytes = [
+            (int >> 16) as u8,
+            (int >> 8) as u8,
+            int as u8,
+            (256 - 50) as u8,
+        ];
         let d = decode_time2(&mut Reader::new(&bytes), 1).unwrap();
         assert!(d.negative);
         assert_eq!((d.hours, d.minute, d.second, d.micros), (0, 0, 0, 500_000));
