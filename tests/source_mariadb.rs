@@ -141,7 +141,10 @@ fn every_type_round_trips_through_tail() {
     // Shape of every line.
     for l in &out {
         let keys: Vec<&str> = l.as_object().unwrap().keys().map(|k| k.as_str()).collect();
-        assert_eq!(keys, ["op", "db", "table", "key", "before", "after", "ts_ms", "pos"]);
+        assert_eq!(
+            keys,
+            ["op", "db", "table", "key", "before", "after", "ts_ms", "pos"]
+        );
         assert_eq!(l["db"], "cdc");
         assert!(l["ts_ms"].as_u64().unwrap() > 1_600_000_000_000);
         assert!(l["pos"]["gtid"].as_str().unwrap().starts_with("0-1-"));
@@ -149,7 +152,11 @@ fn every_type_round_trips_through_tail() {
     let ops: Vec<(&str, &str, i64)> = out
         .iter()
         .map(|l| {
-            let img = if l["after"].is_null() { &l["before"] } else { &l["after"] };
+            let img = if l["after"].is_null() {
+                &l["before"]
+            } else {
+                &l["after"]
+            };
             (
                 l["op"].as_str().unwrap(),
                 l["table"].as_str().unwrap(),
@@ -180,7 +187,11 @@ fn every_type_round_trips_through_tail() {
         for (k, v) in want.as_object().unwrap() {
             assert_eq!(&got[k], v, "{what}: column {k}");
         }
-        assert_eq!(got.as_object().unwrap().len(), want.as_object().unwrap().len(), "{what}");
+        assert_eq!(
+            got.as_object().unwrap().len(),
+            want.as_object().unwrap().len(),
+            "{what}"
+        );
     };
     check(&out[0]["after"], &max_row(), "insert of max values");
     assert_eq!(out[0]["key"], json!({"id": 1}));
@@ -193,7 +204,12 @@ fn every_type_round_trips_through_tail() {
 
     let big = out[4]["after"]["b"]["base64"].as_str().unwrap();
     let expect_big = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; 17825792]);
-    assert!(big == expect_big, "17 MB blob differs (len {} vs {})", big.len(), expect_big.len());
+    assert!(
+        big == expect_big,
+        "17 MB blob differs (len {} vs {})",
+        big.len(),
+        expect_big.len()
+    );
 
     check(&out[5]["before"], &max_row(), "update before image");
     let mut updated = max_row();
@@ -214,7 +230,12 @@ fn every_type_round_trips_through_tail() {
         (p["offset"].as_u64().unwrap(), p["row"].as_u64().unwrap())
     };
     for i in 1..out.len() {
-        assert!(pos(i) > pos(i - 1), "positions must increase: {:?} then {:?}", pos(i - 1), pos(i));
+        assert!(
+            pos(i) > pos(i - 1),
+            "positions must increase: {:?} then {:?}",
+            pos(i - 1),
+            pos(i)
+        );
     }
 }
 
@@ -259,7 +280,11 @@ fn ddl_and_rotation_mid_stream() {
     let file = |i: usize| out[i]["pos"]["file"].as_str().unwrap().to_string();
     assert_eq!(file(0), file(1));
     assert_eq!(file(2), file(3));
-    assert_ne!(file(1), file(2), "FLUSH BINARY LOGS must move the stream to the next file");
+    assert_ne!(
+        file(1),
+        file(2),
+        "FLUSH BINARY LOGS must move the stream to the next file"
+    );
     assert!(
         !file(2).contains('\u{fffd}') && file(2).starts_with("mysql-bin."),
         "{}",
@@ -283,7 +308,11 @@ fn resume_from_printed_position_and_from_gtid() {
     let ids: Vec<i64> = all
         .iter()
         .map(|l| {
-            let img = if l["after"].is_null() { &l["before"] } else { &l["after"] };
+            let img = if l["after"].is_null() {
+                &l["before"]
+            } else {
+                &l["after"]
+            };
             img["id"].as_i64().unwrap()
         })
         .collect();
@@ -304,7 +333,12 @@ fn resume_from_printed_position_and_from_gtid() {
     // After each printed position, exactly the rest.
     for k in [0usize, 2, 3, 5] {
         let rest = tail(&db, &at(&all[k]), all.len() - k - 1);
-        assert_eq!(rest, all[k + 1..], "resume after change {k} ({})", at(&all[k]));
+        assert_eq!(
+            rest,
+            all[k + 1..],
+            "resume after change {k} ({})",
+            at(&all[k])
+        );
     }
     // FILE:POS (no row) means "events at or after POS": the same position, inclusive.
     let p = &all[3]["pos"];
@@ -379,7 +413,10 @@ fn check_passes_on_a_ready_server_and_names_missing_grants() {
         out.contains("FAIL  user norepl lacks REPLICATION SLAVE"),
         "{out}"
     );
-    assert!(out.contains("fix: GRANT REPLICATION SLAVE ON *.* TO 'norepl'@'%';"), "{out}");
+    assert!(
+        out.contains("fix: GRANT REPLICATION SLAVE ON *.* TO 'norepl'@'%';"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -389,7 +426,9 @@ fn check_fails_statement_format_with_the_fix() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("FAIL  binlog_format = STATEMENT"), "{out}");
     assert!(
-        out.contains("fix: SET GLOBAL binlog_format = 'ROW'; and in my.cnf [mysqld]: binlog_format = ROW"),
+        out.contains(
+            "fix: SET GLOBAL binlog_format = 'ROW'; and in my.cnf [mysqld]: binlog_format = ROW"
+        ),
         "{out}"
     );
 }

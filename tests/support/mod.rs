@@ -4,5 +4,5 @@
 // Each test binary uses only part of the helpers.
 #![allow(dead_code)]
 
-pub mod mariadb;
 pub mod cli;
+pub mod mariadb;
