@@ -111,7 +111,7 @@ pub async fn stream(cfg: &Config, start: StartFrom, tx: mpsc::Sender<Vec<Change>
             payload_offset = offset;
         }
         verify_checksum(&ev, decoder.file(), offset)?;
-        if ty == event_type::TABLE_MAP {
+        if ty == event_type::TABLE_MAP && !decoder.knows_table_map(&ev) {
             let tme: mysql_common::binlog::events::TableMapEvent<'_> =
                 ev.read_event().map_err(|e| Error::Corrupt {
                     file: decoder.file().to_string(),
