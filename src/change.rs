@@ -50,9 +50,16 @@ pub struct Change {
 }
 
 impl Change {
-    /// The image that identifies the row: the after image, or the before image of a delete.
-    pub fn key_image(&self) -> Option<&Row> {
-        self.after.as_ref().or(self.before.as_ref())
+    /// The value of key column `i` (an index into `table.columns`): from the after image when
+    /// it holds the whole value, else from the before image (a delete, or an update logged with
+    /// a minimal after image). `None` when neither image carries it.
+    pub fn key_value(&self, i: usize) -> Option<&Value> {
+        let usable = |v: &&Value| !matches!(v, Value::Absent | Value::JsonDiff(_));
+        self.after
+            .as_ref()
+            .and_then(|r| r.get(i))
+            .filter(usable)
+            .or_else(|| self.before.as_ref().and_then(|r| r.get(i)).filter(usable))
     }
 }
 

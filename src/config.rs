@@ -365,6 +365,19 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_loads() {
+        let text = include_str!("../deploy/config/example.toml");
+        let c = load(text, &[]).unwrap();
+        assert_eq!(c.mysql.server_id, 5401);
+        assert_eq!(c.capture.key, KeyMode::AllColumns);
+        // Every section of the example is a section of the config, and vice versa.
+        let doc: toml::Table = text.parse().unwrap();
+        let mut sections: Vec<&String> = doc.keys().collect();
+        sections.sort();
+        assert_eq!(sections, ["capture", "mysql"]);
+    }
+
+    #[test]
     fn env_overrides_file_and_numeric_looking_passwords_stay_strings() {
         let c = load(
             "[mysql]\nport = 3307\npassword = \"x\"\n",

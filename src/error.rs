@@ -30,15 +30,17 @@ pub enum Error {
         offset: u64,
         detail: String,
     },
-    #[error("{context}: {source}")]
+    // `cause`, not `source`: the message already includes it, and a report that walks the
+    // error chain would print it twice.
+    #[error("{context}: {cause}")]
     Io {
         context: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{context}: {source}")]
+    #[error("{context}: {cause}")]
     Mysql {
         context: String,
-        source: mysql_async::Error,
+        cause: mysql_async::Error,
     },
     #[error("{0}")]
     Unsupported(String),
@@ -49,6 +51,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     pub fn mysql(context: impl Into<String>) -> impl FnOnce(mysql_async::Error) -> Error {
         let context = context.into();
-        move |source| Error::Mysql { context, source }
+        move |cause| Error::Mysql { context, cause }
     }
 }

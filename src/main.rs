@@ -220,7 +220,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     if more {
                         more = printer.batch(batch).map_err(|e| binlake::Error::Io {
                             context: "writing output".into(),
-                            source: std::io::Error::other(e.to_string()),
+                            cause: std::io::Error::other(e.to_string()),
                         })?;
                     }
                     Ok(())

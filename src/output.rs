@@ -22,19 +22,14 @@ pub fn write_change(c: &Change, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"table\":");
     json_str(&t.table, out);
     out.extend_from_slice(b",\"key\":");
-    match c.key_image() {
-        Some(img) => {
-            out.push(b'{');
-            let mut first = true;
-            for &i in &t.key {
-                if let Some(v) = img.get(i).filter(|v| !matches!(v, Value::Absent)) {
-                    field(&mut first, &t.columns[i].name, v, out);
-                }
-            }
-            out.push(b'}');
+    out.push(b'{');
+    let mut first = true;
+    for &i in &t.key {
+        if let Some(v) = c.key_value(i) {
+            field(&mut first, &t.columns[i].name, v, out);
         }
-        None => out.extend_from_slice(b"null"),
     }
+    out.push(b'}');
     out.extend_from_slice(b",\"before\":");
     row(t, c.before.as_ref(), out);
     out.extend_from_slice(b",\"after\":");

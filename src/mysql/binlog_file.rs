@@ -48,16 +48,23 @@ pub fn decode_file(
         .unwrap_or_else(|| path.display().to_string());
     let io = |e| Error::Io {
         context: format!("reading {}", path.display()),
-        source: e,
+        cause: e,
     };
     let mut f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).map_err(io)?);
     let mut magic = [0u8; 4];
-    f.read_exact(&mut magic).map_err(io)?;
-    if magic != MAGIC {
+    let n = read_full(&mut f, &mut magic).map_err(io)?;
+    if n < 4 || magic != MAGIC {
         return Err(Error::Corrupt {
             file: name,
             offset: 0,
-            detail: "not a binlog file (no fe 62 69 6e magic at the start)".into(),
+            detail: format!(
+                "not a binlog file: it does not start with the fe 62 69 6e magic{}",
+                if n < 4 {
+                    format!(" (truncated: {n} bytes)")
+                } else {
+                    String::new()
+                }
+            ),
         });
     }
     decoder.set_file(&name);
@@ -74,7 +81,7 @@ pub fn decode_file(
                 return Err(Error::Corrupt {
                     file: name,
                     offset,
-                    detail: format!("file ends inside an event header ({n} of 19 bytes)"),
+                    detail: format!("file is truncated inside an event header ({n} of 19 bytes)"),
                 })
             }
         }

@@ -156,7 +156,7 @@ impl TableDecoder {
             } else {
                 false
             };
-            let charset_id = if real.is_character_type() {
+            let charset_id = if is_character_column(real) {
                 charsets
                     .next()
                     .transpose()
@@ -322,6 +322,12 @@ fn members<'a>(raw: impl Iterator<Item = &'a [u8]>) -> Arc<[String]> {
     raw.map(|b| String::from_utf8_lossy(b).into_owned())
         .collect::<Vec<_>>()
         .into()
+}
+
+/// Columns that take a slot in the table map's (non-ENUM/SET) charset metadata. MySQL counts
+/// GEOMETRY ("base class is blob") and VECTOR with the text types; mysql_common does not.
+fn is_character_column(real: T) -> bool {
+    real.is_character_type() || matches!(real, T::MYSQL_TYPE_GEOMETRY | T::MYSQL_TYPE_VECTOR)
 }
 
 /// MYSQL_TYPE_STRING hides ENUM, SET and CHAR lengths over 255 in its metadata.

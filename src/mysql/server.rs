@@ -58,7 +58,7 @@ pub async fn connect(cfg: &Config) -> Result<Conn> {
         Ok(r) => r.map_err(Error::mysql(where_)),
         Err(_) => Err(Error::Io {
             context: where_,
-            source: std::io::Error::new(
+            cause: std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 format!(
                     "no answer within {} s (mysql.connect_timeout_secs)",
