@@ -115,6 +115,9 @@ impl Printer {
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
         self.out.write_all(&self.buf).context("writing to stdout")?;
         self.buf.clear();
         self.out.flush().context("writing to stdout")?;
@@ -181,7 +184,14 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             while more {
                 tokio::select! {
                     batch = rx.recv() => match batch {
-                        Some(b) => more = printer.batch(&b)?,
+                        Some(b) => {
+                            more = printer.batch(&b)?;
+                            // Following a live server: print what we have when nothing more
+                            // is waiting, so a change shows up as soon as it is read.
+                            if rx.is_empty() {
+                                printer.flush()?;
+                            }
+                        }
                         None => break,
                     },
                     _ = tokio::signal::ctrl_c() => { interrupted = true; break; }

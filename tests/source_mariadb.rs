@@ -307,6 +307,8 @@ fn resume_from_printed_position_and_from_gtid() {
          DELETE FROM cdc.t WHERE id = 2;",
     );
     let all = tail(&db, &start, 8);
+    // `start` is the oldest binlog: the same changes (the setup ran with sql_log_bin=0).
+    assert_eq!(tail(&db, "start", 8), all);
     let ids: Vec<i64> = all
         .iter()
         .map(|l| {
@@ -555,4 +557,86 @@ fn text_after_geometry_keeps_its_charset() {
     assert_eq!(out[0]["after"]["u"], "ü");
     assert_eq!(out[0]["after"]["l"], "café");
     assert_eq!(out[0]["after"]["b"], b64(&[0xe9]));
+}
+
+#[test]
+fn wrong_password_and_purged_binlog_are_clear_errors() {
+    let db = MariaDb::start();
+    let cfg = config(&db, "binlake", "wrong", "");
+    let run = binlake(&["tail", "--config", cfg.to_str().unwrap()], LIMIT);
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stderr.contains("connecting to MySQL at 127.0.0.1:")
+            && run.stderr.contains("Access denied for user 'binlake'"),
+        "{}",
+        run.stderr
+    );
+
+    // MariaDB keeps a binlog until its checkpoint is written: purge until it is gone.
+    db.sql("FLUSH BINARY LOGS;");
+    for _ in 0..100 {
+        db.sql("PURGE BINARY LOGS TO 'mysql-bin.000002';");
+        if db.query_rows("SHOW BINARY LOGS")[0][0] == "mysql-bin.000002" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(db.query_rows("SHOW BINARY LOGS")[0][0], "mysql-bin.000002");
+    let cfg = config(&db, "binlake", "binlake", "");
+    let run = binlake(
+        &[
+            "tail",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--from",
+            "mysql-bin.000001:4",
+        ],
+        LIMIT,
+    );
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stderr
+            .contains("binlog file mysql-bin.000001 is not on the server any more (purged?); the oldest is mysql-bin.000002"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}
+
+#[test]
+fn following_prints_each_change_as_it_arrives() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let db = MariaDb::start();
+    db.sql("CREATE DATABASE cdc; CREATE TABLE cdc.t (id INT PRIMARY KEY);");
+    let cfg = config(&db, "binlake", "binlake", "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .args(["tail", "--config", cfg.to_str().unwrap(), "--from", "end"])
+        .env("BINLAKE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        while let Some(Ok(l)) = lines.next() {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    // One small change at a time: each must be printed without waiting for more.
+    for id in 1..=3 {
+        std::thread::sleep(Duration::from_millis(300));
+        db.sql(&format!("INSERT INTO cdc.t VALUES ({id})"));
+        let line = rx.recv_timeout(Duration::from_secs(10));
+        let line = line.unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("change {id} was not printed within 10 s")
+        });
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["after"], json!({ "id": id }));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }

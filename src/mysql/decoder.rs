@@ -227,7 +227,14 @@ impl Decoder {
                     .next()
                     .unwrap_or("")
                     .to_ascii_uppercase();
+                let xa_end = word == "XA" && {
+                    let second = sql.split_whitespace().nth(1).unwrap_or("");
+                    ["PREPARE", "COMMIT", "ROLLBACK"]
+                        .iter()
+                        .any(|w| second.eq_ignore_ascii_case(w))
+                };
                 match word.as_str() {
+                    "XA" if xa_end => self.end_transaction(out),
                     "BEGIN" | "XA" | "SAVEPOINT" => {
                         if self.txn_ts_ms.is_none() {
                             self.txn_ts_ms = Some(h.timestamp() as u64 * 1000);
