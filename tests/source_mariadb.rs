@@ -16,24 +16,29 @@ fn b64(b: &[u8]) -> Value {
     json!({ "base64": base64::engine::general_purpose::STANDARD.encode(b) })
 }
 
-fn tail(db: &MariaDb, from: &str, limit: usize) -> Vec<Value> {
-    let cfg = config(db, "binlake", "binlake", "");
-    let run = binlake(
-        &[
-            "tail",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--from",
-            from,
-            "--limit",
-            &limit.to_string(),
-        ],
-        LIMIT,
-    );
+/// `binlake tail --from FROM --limit LIMIT` with `extra_config` appended to the config;
+/// asserts it succeeded and printed exactly `limit` changes.
+fn tail_with(db: &MariaDb, extra_config: &str, from: &str, limit: usize) -> Vec<Value> {
+    let cfg = config(db, "binlake", "binlake", extra_config);
+    let limit_arg = limit.to_string();
+    let args = [
+        "tail",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--from",
+        from,
+        "--limit",
+        &limit_arg,
+    ];
+    let run = binlake(&args, LIMIT);
     assert_eq!(run.code, Some(0), "tail failed: {}", run.stderr);
     let lines = run.lines();
     assert_eq!(lines.len(), limit, "stderr: {}", run.stderr);
     lines
+}
+
+fn tail(db: &MariaDb, from: &str, limit: usize) -> Vec<Value> {
+    tail_with(db, "", from, limit)
 }
 
 const ALL_TYPES: &str = "
@@ -237,24 +242,6 @@ fn every_type_round_trips_through_tail() {
             pos(i)
         );
     }
-}
-
-fn tail_with(db: &MariaDb, extra_config: &str, from: &str, limit: usize) -> Vec<Value> {
-    let cfg = config(db, "binlake", "binlake", extra_config);
-    let run = binlake(
-        &[
-            "tail",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--from",
-            from,
-            "--limit",
-            &limit.to_string(),
-        ],
-        LIMIT,
-    );
-    assert_eq!(run.code, Some(0), "tail failed: {}", run.stderr);
-    run.lines()
 }
 
 #[test]
