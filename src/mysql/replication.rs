@@ -59,11 +59,10 @@ pub async fn stream(cfg: &Config, start: StartFrom, tx: mpsc::Sender<Vec<Change>
     };
 
     let mut conn = server::connect(cfg).await?;
-    let setup = |sql: String| sql;
-    let mut stmts = vec![setup(format!(
+    let mut stmts = vec![format!(
         "SET @master_heartbeat_period = {}",
         cfg.mysql.heartbeat_secs as u64 * 1_000_000_000
-    ))];
+    )];
     if flavor == Flavor::MariaDb {
         stmts.push("SET @mariadb_slave_capability = 4".into());
         if let Some(g) = &gtid {

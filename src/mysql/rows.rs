@@ -36,14 +36,6 @@ pub struct ServerColumn {
     pub is_json: bool,
 }
 
-/// Options that shape decoding.
-#[derive(Debug, Clone)]
-pub struct DecodeOptions {
-    pub key_mode: KeyMode,
-    /// Columns to drop, as `db.table.column` patterns resolved by the caller.
-    pub exclude_column: fn(&str, &str, &str) -> bool,
-}
-
 /// Decodes the rows of one table version.
 #[derive(Debug)]
 pub struct TableDecoder {
@@ -175,7 +167,6 @@ impl TableDecoder {
                 .unwrap_or(Charset::Utf8);
             let is_json_text = server_col.map(|c| c.is_json).unwrap_or(false);
             let (codec, ty) = codec_for(
-                raw,
                 real,
                 md,
                 unsigned,
@@ -363,7 +354,6 @@ fn len_bytes_for(max: u32) -> u8 {
 
 #[allow(clippy::too_many_arguments)]
 fn codec_for(
-    raw: T,
     real: T,
     md: &[u8],
     unsigned: bool,
@@ -533,10 +523,7 @@ fn codec_for(
         T::MYSQL_TYPE_DATETIME => (Codec::DateTimeOld, SqlType::DateTime { fsp: 0 }),
         T::MYSQL_TYPE_TIMESTAMP => (Codec::TimestampOld, SqlType::Timestamp { fsp: 0 }),
         T::MYSQL_TYPE_TIME => (Codec::TimeOld, SqlType::Time { fsp: 0 }),
-        other => {
-            let _ = raw;
-            return Err(DecodeError::UnsupportedType(other as u8));
-        }
+        other => return Err(DecodeError::UnsupportedType(other as u8)),
     })
 }
 
