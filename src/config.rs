@@ -32,6 +32,43 @@ pub struct Config {
     pub mysql: MysqlConfig,
     #[serde(default)]
     pub capture: CaptureConfig,
+    #[serde(default)]
+    pub snapshot: SnapshotConfig,
+}
+
+/// The initial snapshot (`tail --snapshot`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// Connections reading chunks at once; a big table is split so all of them share it.
+    #[serde(default = "default_parallelism")]
+    pub parallelism: usize,
+    /// Rows per chunk (one `SELECT ... ORDER BY key LIMIT chunk_size` per chunk).
+    #[serde(default = "default_chunk_size")]
+    pub chunk_size: usize,
+    /// Chunks read but not yet merged into the stream; bounds memory.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight_chunks: usize,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig {
+            parallelism: default_parallelism(),
+            chunk_size: default_chunk_size(),
+            max_in_flight_chunks: default_in_flight(),
+        }
+    }
+}
+
+fn default_parallelism() -> usize {
+    4
+}
+fn default_chunk_size() -> usize {
+    8192
+}
+fn default_in_flight() -> usize {
+    8
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -222,6 +259,18 @@ impl Config {
                 "set either password or password_file, not both",
             ));
         }
+        for (k, v) in [
+            ("snapshot.parallelism", self.snapshot.parallelism),
+            ("snapshot.chunk_size", self.snapshot.chunk_size),
+            (
+                "snapshot.max_in_flight_chunks",
+                self.snapshot.max_in_flight_chunks,
+            ),
+        ] {
+            if v == 0 {
+                return Err(key(k, "must be at least 1"));
+            }
+        }
         if self.mysql.server_id == 0 {
             return Err(key(
                 "mysql.server_id",
@@ -374,7 +423,7 @@ mod tests {
         let doc: toml::Table = text.parse().unwrap();
         let mut sections: Vec<&String> = doc.keys().collect();
         sections.sort();
-        assert_eq!(sections, ["capture", "mysql"]);
+        assert_eq!(sections, ["capture", "mysql", "snapshot"]);
     }
 
     #[test]

@@ -55,6 +55,10 @@ enum Cmd {
         limit: Option<u64>,
         #[arg(long, value_enum, default_value = "json")]
         format: Format,
+        /// First read every existing row of the captured tables (op "r"), merged into the
+        /// stream without locks, then keep streaming ([snapshot] settings apply).
+        #[arg(long)]
+        snapshot: bool,
     },
     /// Decode binlog files on disk (backups, forensics) into the same JSON lines.
     ///
@@ -174,10 +178,12 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             from,
             limit,
             format,
+            snapshot,
         } => {
             let cfg = Config::load(&config)?;
             let (tx, mut rx) = mpsc::channel::<Vec<Change>>(64);
-            let source = tokio::spawn(async move { replication::stream(&cfg, from, tx).await });
+            let source =
+                tokio::spawn(async move { replication::stream(&cfg, from, snapshot, tx).await });
             let mut printer = Printer::new(format, limit);
             let mut more = true;
             let mut interrupted = false;

@@ -45,6 +45,9 @@ pub fn write_change(c: &Change, out: &mut Vec<u8>) {
         Some(g) => json_str(g, out),
         None => out.extend_from_slice(b"null"),
     }
+    if let Some(n) = c.pos.snapshot {
+        let _ = write!(out, ",\"snapshot\":{n}");
+    }
     out.extend_from_slice(b"}}\n");
 }
 
@@ -87,6 +90,18 @@ fn base64(b: &[u8], out: &mut Vec<u8>) {
         .unwrap_or(0);
     out.truncate(start + n);
     out.extend_from_slice(b"\"}");
+}
+
+/// The key of a change as bytes (its values' JSON encoding): equal keys, equal bytes, whether
+/// the values came from the binlog or from a snapshot query.
+pub fn key_bytes(c: &Change, out: &mut Vec<u8>) {
+    for &i in &c.table.key {
+        match c.key_value(i) {
+            Some(v) => value(v, out),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.push(0);
+    }
 }
 
 /// Appends the JSON encoding of one value.

@@ -2,8 +2,10 @@
 //!
 //! A [`Position`] names one row change: binlog file, offset of the event that carries it
 //! (for events inside a compressed transaction payload, the payload's offset), and the row's
-//! index among the rows carried at that offset. Invariant: positions are totally ordered and
-//! strictly increase along the stream, so "everything after P" is well defined and resumable.
+//! index among the rows carried at that offset. A snapshot row is placed at the binlog offset
+//! where the stream was when the row was emitted, before any binlog row at that offset
+//! (`snapshot: Some(n)`). Invariant: positions are totally ordered and strictly increase along
+//! the stream, so "everything after P" is well defined and resumable.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -21,6 +23,9 @@ pub struct Position {
     pub row: u32,
     /// The GTID of the transaction, when the server assigns one (`0-1-15` or `uuid:n`).
     pub gtid: Option<Arc<str>>,
+    /// For snapshot rows: their index among the snapshot rows emitted at `offset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<u32>,
 }
 
 impl Position {
@@ -38,9 +43,21 @@ pub fn file_seq(file: &str) -> u64 {
         .unwrap_or(0)
 }
 
+impl Position {
+    /// The sort key: snapshot rows at an offset come before the binlog rows at that offset.
+    fn sort_key(&self) -> (u64, u64, bool, u32) {
+        (
+            self.file_seq(),
+            self.offset,
+            self.snapshot.is_none(),
+            self.snapshot.unwrap_or(self.row),
+        )
+    }
+}
+
 impl Ord for Position {
     fn cmp(&self, other: &Self) -> Ordering {
-        (self.file_seq(), self.offset, self.row).cmp(&(other.file_seq(), other.offset, other.row))
+        self.sort_key().cmp(&other.sort_key())
     }
 }
 
@@ -140,6 +157,7 @@ mod tests {
             offset,
             row,
             gtid: None,
+            snapshot: None,
         }
     }
 
@@ -148,6 +166,11 @@ mod tests {
         assert!(pos("b.999999", 900, 0) < pos("b.1000000", 4, 0));
         assert!(pos("b.000002", 4, 7) < pos("b.000002", 5, 0));
         assert!(pos("b.000002", 5, 0) < pos("b.000002", 5, 1));
+        let snap = Position {
+            snapshot: Some(9),
+            ..pos("b.000002", 5, 0)
+        };
+        assert!(pos("b.000002", 4, 3) < snap && snap < pos("b.000002", 5, 0));
     }
 
     #[test]

@@ -120,6 +120,11 @@ impl Decoder {
         &self.file
     }
 
+    /// The current file name, shared.
+    pub fn file_arc(&self) -> Arc<str> {
+        self.file.clone()
+    }
+
     pub fn set_file(&mut self, file: &str) {
         self.file = Arc::from(file);
     }
@@ -348,6 +353,12 @@ impl Decoder {
         self.standalone = false;
     }
 
+    /// True between a transaction's first event and its commit: snapshot rows must not be
+    /// placed inside a transaction.
+    pub fn in_transaction(&self) -> bool {
+        self.gtid.is_some() || self.txn_ts_ms.is_some() || self.held.is_some()
+    }
+
     /// Emits whatever is held (end of input).
     pub fn finish(&mut self, out: &mut Vec<Change>) {
         self.flush(false, out);
@@ -457,6 +468,7 @@ impl Decoder {
                     offset,
                     row,
                     gtid: self.gtid.clone(),
+                    snapshot: None,
                 },
                 commit: false,
             };

@@ -8,4 +8,5 @@ pub mod json;
 pub mod replication;
 pub mod rows;
 pub mod server;
+pub mod snapshot;
 pub mod types;

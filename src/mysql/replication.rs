@@ -18,10 +18,18 @@ use crate::error::{Error, Result};
 use crate::mysql::binlog_file::verify_checksum;
 use crate::mysql::decoder::{event_type, Decoder, ResumePoint};
 use crate::mysql::server::{self, Flavor};
-use crate::position::StartFrom;
+use crate::mysql::snapshot::{self, BinlogPos, Merger};
+use crate::position::{file_seq, StartFrom};
 
 /// Streams changes from `start` into `tx` until the receiver is dropped or an error occurs.
-pub async fn stream(cfg: &Config, start: StartFrom, tx: mpsc::Sender<Vec<Change>>) -> Result<()> {
+/// With `snapshot`, every captured table's existing rows are read and merged into the stream
+/// (see `snapshot.rs`); start from `end` for a snapshot-then-stream.
+pub async fn stream(
+    cfg: &Config,
+    start: StartFrom,
+    snapshot: bool,
+    tx: mpsc::Sender<Vec<Change>>,
+) -> Result<()> {
     let mut meta = server::connect(cfg).await?;
     let flavor = server::flavor(&mut meta).await?;
     let collations = server::collations(&mut meta).await?;
@@ -92,9 +100,49 @@ pub async fn stream(cfg: &Config, start: StartFrom, tx: mpsc::Sender<Vec<Change>
     ))?;
     decoder.set_file(&file);
 
+    let mut merger = Merger::new(BinlogPos {
+        file_seq: file_seq(&file),
+        offset: pos,
+    });
+    let (snap_tx, mut snap_rx) = mpsc::channel(64);
+    let mut snap_task = if snapshot {
+        Some(tokio::spawn(snapshot::run(cfg.clone(), snap_tx)))
+    } else {
+        drop(snap_tx);
+        None
+    };
     let mut payload_offset = 0u64;
     let mut out = Vec::new();
-    while let Some(ev) = stream.next().await {
+    loop {
+        let ev = tokio::select! {
+            biased;
+            msg = snap_rx.recv(), if snap_task.is_some() => {
+                match msg {
+                    Some(m) => {
+                        if !merger.message(m) {
+                            snap_rx.close();
+                        }
+                    }
+                    None => {
+                        // The snapshot ended: surface its error, if any.
+                        if let Some(t) = snap_task.take() {
+                            t.await.map_err(|e| Error::Unsupported(format!("snapshot task: {e}")))??;
+                        }
+                    }
+                }
+                if !decoder.in_transaction() {
+                    merger.emit_ready(&decoder.file_arc(), &mut out);
+                }
+                if !out.is_empty() && tx.send(std::mem::take(&mut out)).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            ev = stream.next() => match ev {
+                Some(ev) => ev,
+                None => break,
+            },
+        };
         let ev = ev.map_err(Error::mysql(format!(
             "reading the binlog stream after {} (the server closed it or sent an error)",
             decoder.file()
@@ -123,10 +171,31 @@ pub async fn stream(cfg: &Config, start: StartFrom, tx: mpsc::Sender<Vec<Change>
                 decoder.set_server_table(&db, &table, info);
             }
         }
+        let first = out.len();
         decoder.handle(&ev, offset, false, &mut out)?;
+        // Where the stream has read to. Only forward: at the start of a dump the server
+        // resends the file's format description, whose end lies before the start position.
+        let read_to = BinlogPos {
+            file_seq: file_seq(decoder.file()),
+            offset: if ty == event_type::ROTATE {
+                4
+            } else {
+                h.log_pos() as u64
+            },
+        };
+        if (ty == event_type::ROTATE || h.log_pos() > 0) && read_to > merger.pos {
+            merger.pos = read_to;
+        }
+        merger.record(&out[first..]);
+        if !decoder.in_transaction() {
+            merger.emit_ready(&decoder.file_arc(), &mut out);
+        }
         if !out.is_empty() && tx.send(std::mem::take(&mut out)).await.is_err() {
             break; // the consumer is done
         }
+    }
+    if let Some(t) = snap_task {
+        t.abort();
     }
     Ok(())
 }

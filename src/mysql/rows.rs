@@ -34,6 +34,17 @@ pub struct ServerColumn {
     pub column_type: String,
     /// MariaDB's JSON alias (LONGTEXT with a json_valid check).
     pub is_json: bool,
+    /// DATA_TYPE, e.g. `int`, `varchar`, `datetime`.
+    pub data_type: String,
+    /// CHARACTER_SET_NAME (None for non-text columns).
+    pub charset: Option<String>,
+    /// CHARACTER_OCTET_LENGTH.
+    pub octet_length: Option<u64>,
+    /// NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION.
+    pub precision: Option<u64>,
+    pub scale: Option<u64>,
+    pub fsp: Option<u64>,
+    pub nullable: bool,
 }
 
 /// Decodes the rows of one table version.

@@ -130,9 +130,22 @@ pub async fn table_info(
     table: &str,
 ) -> Result<ServerTable> {
     let ctx = || format!("reading information_schema for {db}.{table}");
-    let cols: Vec<(String, String)> = conn
+    type ColumnRow = (
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<u64>,
+        Option<u64>,
+        Option<u64>,
+        Option<u64>,
+        String,
+    );
+    let cols: Vec<ColumnRow> = conn
         .exec(
-            "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS \
+            "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, CHARACTER_SET_NAME, \
+             CHARACTER_OCTET_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION, \
+             IS_NULLABLE FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
             (db, table),
         )
@@ -161,16 +174,49 @@ pub async fn table_info(
     Ok(ServerTable {
         columns: cols
             .into_iter()
-            .map(|(name, column_type)| {
-                let is_json = column_type == "json"
-                    || checks.iter().any(|c| c == &format!("json_valid(`{name}`)"));
-                ServerColumn {
-                    name,
-                    column_type,
-                    is_json,
-                }
-            })
+            .map(
+                |(name, column_type, data_type, charset, octets, precision, scale, fsp, null)| {
+                    let is_json = column_type == "json"
+                        || checks.iter().any(|c| c == &format!("json_valid(`{name}`)"));
+                    ServerColumn {
+                        name,
+                        column_type,
+                        is_json,
+                        data_type: data_type.to_ascii_lowercase(),
+                        charset,
+                        octet_length: octets,
+                        precision,
+                        scale,
+                        fsp,
+                        nullable: null == "YES",
+                    }
+                },
+            )
             .collect(),
         primary_key,
     })
+}
+
+/// Base tables of the server outside the system schemas, as `(db, table)`.
+pub async fn base_tables(conn: &mut Conn) -> Result<Vec<(String, String)>> {
+    conn.query(
+        "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
+         WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN \
+         ('mysql', 'information_schema', 'performance_schema', 'sys') \
+         ORDER BY TABLE_SCHEMA, TABLE_NAME",
+    )
+    .await
+    .map_err(Error::mysql("listing tables in information_schema.TABLES"))
+}
+
+/// The optimizer's row estimate of a table (information_schema.TABLES.TABLE_ROWS).
+pub async fn estimated_rows(conn: &mut Conn, db: &str, table: &str) -> Result<u64> {
+    let n: Option<Option<u64>> = conn
+        .exec_first(
+            "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (db, table),
+        )
+        .await
+        .map_err(Error::mysql(format!("estimating the rows of {db}.{table}")))?;
+    Ok(n.flatten().unwrap_or(0))
 }
