@@ -7,6 +7,7 @@ pub mod mysql;
 pub mod output;
 pub mod position;
 pub mod schema;
+pub mod state;
 
 pub use change::{Change, Op, Value};
 pub use error::{Error, Result};

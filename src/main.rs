@@ -13,7 +13,9 @@ use binlake::config::{Config, Filter};
 use binlake::mysql::charset::Collations;
 use binlake::mysql::check::{self, Level};
 use binlake::mysql::decoder::Decoder;
+use binlake::mysql::replication::Batch;
 use binlake::mysql::{binlog_file, replication};
+use binlake::state::SavedState;
 use binlake::{output, Change, StartFrom};
 
 /// mimalloc: changes are allocated on the reader's thread and freed on the writer's, a
@@ -59,6 +61,10 @@ enum Cmd {
         /// stream without locks, then keep streaming ([snapshot] settings apply).
         #[arg(long)]
         snapshot: bool,
+        /// Save the position (and snapshot progress) to this file after output is flushed,
+        /// and resume from it when it exists (then --from is ignored).
+        #[arg(long)]
+        state: Option<PathBuf>,
     },
     /// Decode binlog files on disk (backups, forensics) into the same JSON lines.
     ///
@@ -102,20 +108,27 @@ impl Printer {
         }
     }
 
-    fn batch(&mut self, changes: &[Change]) -> anyhow::Result<bool> {
-        for c in changes {
-            if self.limit.is_some_and(|l| self.rows >= l) {
-                return Ok(false);
-            }
-            self.rows += 1;
-            if self.format == Format::Json {
+    /// Prints changes up to the limit; returns how many were taken.
+    fn batch(&mut self, changes: &[Change]) -> anyhow::Result<usize> {
+        let room = self
+            .limit
+            .map_or(usize::MAX, |l| l.saturating_sub(self.rows) as usize);
+        let take = changes.len().min(room);
+        if self.format == Format::Json {
+            for c in &changes[..take] {
                 output::write_change(c, &mut self.buf);
             }
         }
+        self.rows += take as u64;
         if self.buf.len() > 1 << 15 {
             self.flush()?;
         }
-        Ok(self.limit.is_none_or(|l| self.rows < l))
+        Ok(take)
+    }
+
+    /// The limit has been reached.
+    fn done(&self) -> bool {
+        self.limit.is_some_and(|l| self.rows >= l)
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {
@@ -179,23 +192,60 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             limit,
             format,
             snapshot,
+            state: state_path,
         } => {
             let cfg = Config::load(&config)?;
-            let (tx, mut rx) = mpsc::channel::<Vec<Change>>(64);
+            let saved = match &state_path {
+                Some(p) => SavedState::load(p)?,
+                None => None,
+            };
+            let from = match saved.as_ref().and_then(SavedState::resume_from) {
+                Some(resume) => {
+                    tracing::info!(?resume, "resuming from the saved state");
+                    resume
+                }
+                None => from,
+            };
+            let mut state = saved.unwrap_or_default();
+            let snapshot = snapshot.then(|| state.snapshot.clone().unwrap_or_default());
+            let (tx, mut rx) = mpsc::channel::<Batch>(64);
             let source =
                 tokio::spawn(async move { replication::stream(&cfg, from, snapshot, tx).await });
             let mut printer = Printer::new(format, limit);
-            let mut more = true;
             let mut interrupted = false;
-            while more {
+            let mut last_save = Instant::now();
+            let mut dirty = false;
+            while !printer.done() {
                 tokio::select! {
                     batch = rx.recv() => match batch {
                         Some(b) => {
-                            more = printer.batch(&b)?;
+                            let taken = printer.batch(&b.changes)?;
+                            let mut save_now = false;
+                            if let Some(at) = b.started_at {
+                                state.started_at.get_or_insert(at);
+                                dirty = true;
+                            }
+                            if let Some(c) = b.changes[..taken].last() {
+                                state.last = Some(c.pos.clone());
+                                dirty = true;
+                            }
+                            // Snapshot progress counts only if every change it covers is out.
+                            if let Some(p) = b.snapshot.filter(|_| taken == b.changes.len()) {
+                                state.snapshot = Some(p);
+                                save_now = true;
+                            }
                             // Following a live server: print what we have when nothing more
                             // is waiting, so a change shows up as soon as it is read.
                             if rx.is_empty() {
                                 printer.flush()?;
+                            }
+                            if let Some(p) = &state_path {
+                                if save_now || (dirty && last_save.elapsed().as_millis() >= 1000) {
+                                    printer.flush()?;
+                                    state.save(p)?;
+                                    last_save = Instant::now();
+                                    dirty = false;
+                                }
                             }
                         }
                         None => break,
@@ -203,8 +253,12 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     _ = tokio::signal::ctrl_c() => { interrupted = true; break; }
                 }
             }
+            let more = !printer.done();
             drop(rx);
             printer.finish()?;
+            if let Some(p) = &state_path {
+                state.save(p)?;
+            }
             if more && !interrupted {
                 // The source ended by itself: that is an error (or a closed stream).
                 source.await.context("binlog reader task")??;
@@ -234,10 +288,11 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             for f in &files {
                 let r = binlog_file::decode_file(f, &mut decoder, &mut |batch| {
                     if more {
-                        more = printer.batch(batch).map_err(|e| binlake::Error::Io {
+                        printer.batch(batch).map_err(|e| binlake::Error::Io {
                             context: "writing output".into(),
                             cause: std::io::Error::other(e.to_string()),
                         })?;
+                        more = !printer.done();
                     }
                     Ok(())
                 });

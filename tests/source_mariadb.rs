@@ -513,16 +513,17 @@ fn changes_carry_their_commit_boundary() {
     let commits = rt.block_on(async {
         let (tx, mut rx) = tokio::sync::mpsc::channel(4);
         let from: binlake::StartFrom = start.parse().unwrap();
-        let source = tokio::spawn(async move {
-            binlake::mysql::replication::stream(&cfg, from, false, tx).await
-        });
+        let source =
+            tokio::spawn(
+                async move { binlake::mysql::replication::stream(&cfg, from, None, tx).await },
+            );
         let mut seen = Vec::new();
         while seen.len() < 4 {
             let batch = tokio::time::timeout(Duration::from_secs(30), rx.recv())
                 .await
                 .expect("changes within 30 s")
                 .expect("stream open");
-            seen.extend(batch.into_iter().map(|c: binlake::Change| c.commit));
+            seen.extend(batch.changes.into_iter().map(|c: binlake::Change| c.commit));
         }
         source.abort();
         seen

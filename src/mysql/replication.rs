@@ -18,17 +18,29 @@ use crate::error::{Error, Result};
 use crate::mysql::binlog_file::verify_checksum;
 use crate::mysql::decoder::{event_type, Decoder, ResumePoint};
 use crate::mysql::server::{self, Flavor};
-use crate::mysql::snapshot::{self, BinlogPos, Merger};
+use crate::mysql::snapshot::{self, BinlogPos, Merger, SnapshotProgress};
 use crate::position::{file_seq, StartFrom};
+
+/// What the reader hands to the next stage: changes in order, and the state that becomes
+/// true once they are delivered.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub changes: Vec<Change>,
+    /// The snapshot's progress including these changes, when it changed.
+    pub snapshot: Option<SnapshotProgress>,
+    /// The binlog position the stream starts at (first batch only).
+    pub started_at: Option<(String, u64)>,
+}
 
 /// Streams changes from `start` into `tx` until the receiver is dropped or an error occurs.
 /// With `snapshot`, every captured table's existing rows are read and merged into the stream
-/// (see `snapshot.rs`); start from `end` for a snapshot-then-stream.
+/// (see `snapshot.rs`): an empty progress plans a new snapshot, a saved one resumes it. Start
+/// from `end` for a snapshot-then-stream.
 pub async fn stream(
     cfg: &Config,
     start: StartFrom,
-    snapshot: bool,
-    tx: mpsc::Sender<Vec<Change>>,
+    snapshot: Option<SnapshotProgress>,
+    tx: mpsc::Sender<Batch>,
 ) -> Result<()> {
     let mut meta = server::connect(cfg).await?;
     let flavor = server::flavor(&mut meta).await?;
@@ -105,12 +117,29 @@ pub async fn stream(
         offset: pos,
     });
     let (snap_tx, mut snap_rx) = mpsc::channel(64);
-    let mut snap_task = if snapshot {
-        Some(tokio::spawn(snapshot::run(cfg.clone(), snap_tx)))
-    } else {
-        drop(snap_tx);
-        None
+    let mut snap_task = match snapshot {
+        Some(progress) if !progress.complete => {
+            Some(tokio::spawn(snapshot::run(cfg.clone(), progress, snap_tx)))
+        }
+        _ => {
+            drop(snap_tx);
+            None
+        }
     };
+    // The logical start: a resume point, not the file head the dump re-reads from.
+    let logical = match &start {
+        StartFrom::Position { offset, .. } => *offset,
+        _ => pos,
+    };
+    if !file.is_empty() {
+        let first = Batch {
+            started_at: Some((file.clone(), logical)),
+            ..Default::default()
+        };
+        if tx.send(first).await.is_err() {
+            return Ok(());
+        }
+    }
     let mut payload_offset = 0u64;
     let mut out = Vec::new();
     loop {
@@ -133,7 +162,7 @@ pub async fn stream(
                 if !decoder.in_transaction() {
                     merger.emit_ready(&decoder.file_arc(), &mut out);
                 }
-                if !out.is_empty() && tx.send(std::mem::take(&mut out)).await.is_err() {
+                if !send(&tx, &mut out, &mut merger).await {
                     break;
                 }
                 continue;
@@ -190,7 +219,7 @@ pub async fn stream(
         if !decoder.in_transaction() {
             merger.emit_ready(&decoder.file_arc(), &mut out);
         }
-        if !out.is_empty() && tx.send(std::mem::take(&mut out)).await.is_err() {
+        if !send(&tx, &mut out, &mut merger).await {
             break; // the consumer is done
         }
     }
@@ -198,6 +227,20 @@ pub async fn stream(
         t.abort();
     }
     Ok(())
+}
+
+/// Sends what is ready; false when the consumer has gone.
+async fn send(tx: &mpsc::Sender<Batch>, out: &mut Vec<Change>, merger: &mut Merger) -> bool {
+    let snapshot = merger.take_progress();
+    if out.is_empty() && snapshot.is_none() {
+        return true;
+    }
+    let batch = Batch {
+        changes: std::mem::take(out),
+        snapshot,
+        started_at: None,
+    };
+    tx.send(batch).await.is_ok()
 }
 
 /// `uuid:1-5:7,uuid2:3` -> the SIDs mysql_async sends with COM_BINLOG_DUMP_GTID.

@@ -49,6 +49,87 @@ use crate::mysql::server::{self, Flavor};
 use crate::position::file_seq;
 use crate::schema::{Charset, Column, KeySource, SqlType, TableSchema};
 
+/// A key value exactly as the server sent it, kept so a key range restarts exactly there.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawValue {
+    Null,
+    Int(i64),
+    UInt(u64),
+    Float(f32),
+    Double(f64),
+    /// Base64.
+    Bytes(String),
+    Date(u16, u8, u8, u8, u8, u8, u32),
+    Time(bool, u32, u8, u8, u8, u32),
+}
+
+impl From<&My> for RawValue {
+    fn from(v: &My) -> Self {
+        use base64::Engine;
+        match v {
+            My::NULL => RawValue::Null,
+            My::Int(i) => RawValue::Int(*i),
+            My::UInt(u) => RawValue::UInt(*u),
+            My::Float(f) => RawValue::Float(*f),
+            My::Double(d) => RawValue::Double(*d),
+            My::Bytes(b) => RawValue::Bytes(base64::engine::general_purpose::STANDARD.encode(b)),
+            My::Date(a, b, c, d, e, f, g) => RawValue::Date(*a, *b, *c, *d, *e, *f, *g),
+            My::Time(a, b, c, d, e, f) => RawValue::Time(*a, *b, *c, *d, *e, *f),
+        }
+    }
+}
+
+impl RawValue {
+    fn to_mysql(&self) -> Result<My> {
+        use base64::Engine;
+        Ok(match self {
+            RawValue::Null => My::NULL,
+            RawValue::Int(i) => My::Int(*i),
+            RawValue::UInt(u) => My::UInt(*u),
+            RawValue::Float(f) => My::Float(*f),
+            RawValue::Double(d) => My::Double(*d),
+            RawValue::Bytes(b) => My::Bytes(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .map_err(|e| Error::Unsupported(format!("saved snapshot key: {e}")))?,
+            ),
+            RawValue::Date(a, b, c, d, e, f, g) => My::Date(*a, *b, *c, *d, *e, *f, *g),
+            RawValue::Time(a, b, c, d, e, f) => My::Time(*a, *b, *c, *d, *e, *f),
+        })
+    }
+}
+
+fn raw_key(k: &Option<Vec<My>>) -> Option<Vec<RawValue>> {
+    k.as_ref().map(|k| k.iter().map(RawValue::from).collect())
+}
+
+fn mysql_key(k: &Option<Vec<RawValue>>) -> Result<Option<Vec<My>>> {
+    k.as_ref()
+        .map(|k| k.iter().map(RawValue::to_mysql).collect())
+        .transpose()
+}
+
+/// One key range of a table (or a whole table without a key) and how far it was emitted.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RangeProgress {
+    pub db: String,
+    pub table: String,
+    pub from_incl: Option<Vec<RawValue>>,
+    pub until: Option<Vec<RawValue>>,
+    /// The last key emitted: the range resumes after it.
+    pub after: Option<Vec<RawValue>>,
+    pub done: bool,
+    pub rows: u64,
+}
+
+/// The snapshot's part of the saved position: its plan and how far each range got.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SnapshotProgress {
+    pub ranges: Vec<RangeProgress>,
+    pub complete: bool,
+}
+
 /// A point in the binlog, ordered by file sequence then offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct BinlogPos {
@@ -59,6 +140,10 @@ pub struct BinlogPos {
 /// Rows of one table, read in one consistent view.
 pub struct Chunk {
     pub registration: u64,
+    /// Index of its range in the plan, the last key it holds, and whether it ends the range.
+    pub range: usize,
+    pub last_key: Option<Vec<My>>,
+    pub range_done: bool,
     pub table: Arc<TableSchema>,
     pub rows: Vec<Row>,
     /// The binlog position of the view: emit no earlier than this.
@@ -74,6 +159,8 @@ pub struct Chunk {
 
 /// What snapshot workers tell the binlog reader.
 pub enum Message {
+    /// The plan (sent first): every range, with what a resumed run had already done.
+    Plan(SnapshotProgress),
     /// Start recording changed keys of `db.table`; answer on `ack` once recording.
     Register {
         id: u64,
@@ -93,6 +180,9 @@ pub enum Message {
 
 /// One unit of work: a key range of a table, read chunk by chunk.
 struct Task {
+    range: usize,
+    /// Resume after this key (a restarted range).
+    after: Option<Vec<My>>,
     table: Arc<TableSchema>,
     /// Key columns' SQL names, in key order.
     select: String,
@@ -122,57 +212,89 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Plans and runs the snapshot of every captured table, sending chunks to `tx`.
-pub async fn run(cfg: Config, tx: mpsc::Sender<Message>) -> Result<()> {
+/// Plans (or, given the saved progress of an interrupted run, resumes) and runs the snapshot
+/// of every captured table, sending the plan and then chunks to `tx`.
+pub async fn run(cfg: Config, resume: SnapshotProgress, tx: mpsc::Sender<Message>) -> Result<()> {
     let mut meta = server::connect(&cfg).await?;
     let flavor = server::flavor(&mut meta).await?;
     let filter = Filter::new(&cfg.capture);
     let sc = &cfg.snapshot;
-    let mut tasks = VecDeque::new();
-    let mut sizes = Vec::new();
-    for (db, table) in server::base_tables(&mut meta).await? {
-        if !filter.table(&db, &table) {
-            continue;
-        }
-        let info = server::table_info(&mut meta, flavor, &db, &table).await?;
-        let Some(schema) = table_schema(&db, &table, &info, cfg.capture.key, &filter)? else {
-            tracing::warn!(table = %format!("{db}.{table}"), "no primary key and capture.key = \"skip\": not snapshotted");
-            continue;
-        };
-        let estimate = server::estimated_rows(&mut meta, &db, &table).await?;
-        sizes.push((schema.full_name(), estimate));
-        let schema = Arc::new(schema);
-        let select = schema
-            .columns
-            .iter()
-            .map(|c| quote(&c.name))
-            .collect::<Vec<_>>()
-            .join(", ");
-        // Split big keyed tables so that every worker can take part.
-        let parts = if schema.key_source == KeySource::PrimaryKey {
-            (estimate / sc.chunk_size as u64).clamp(1, sc.parallelism as u64) as usize
-        } else {
-            1
-        };
-        let bounds = split_points(&mut meta, &schema, estimate, parts).await?;
-        let mut lower: Option<Vec<My>> = None;
-        for b in bounds.into_iter().map(Some).chain(std::iter::once(None)) {
-            tasks.push_back(Task {
-                table: schema.clone(),
-                select: select.clone(),
-                from_incl: lower.clone(),
-                until: b.clone(),
-            });
-            lower = b;
+    let mut schemas: std::collections::HashMap<(String, String), (Arc<TableSchema>, String)> =
+        Default::default();
+    let mut progress = resume;
+    if progress.ranges.is_empty() {
+        for (db, table) in server::base_tables(&mut meta).await? {
+            if !filter.table(&db, &table) {
+                continue;
+            }
+            let Some((schema, _)) =
+                load_schema(&mut meta, flavor, &cfg, &filter, &db, &table).await?
+            else {
+                continue;
+            };
+            let estimate = server::estimated_rows(&mut meta, &db, &table).await?;
+            // Split big keyed tables so that every worker can take part.
+            let parts = if schema.key_source == KeySource::PrimaryKey {
+                (estimate / sc.chunk_size as u64).clamp(1, sc.parallelism as u64) as usize
+            } else {
+                1
+            };
+            let bounds = split_points(&mut meta, &schema, estimate, parts).await?;
+            let mut lower: Option<Vec<My>> = None;
+            for b in bounds.into_iter().map(Some).chain(std::iter::once(None)) {
+                progress.ranges.push(RangeProgress {
+                    db: db.clone(),
+                    table: table.clone(),
+                    from_incl: raw_key(&lower),
+                    until: raw_key(&b),
+                    after: None,
+                    done: false,
+                    rows: 0,
+                });
+                lower = b;
+            }
         }
     }
+    let mut tasks = VecDeque::new();
+    for (range, r) in progress.ranges.iter().enumerate() {
+        if r.done {
+            continue;
+        }
+        let name = (r.db.clone(), r.table.clone());
+        if !schemas.contains_key(&name) {
+            match load_schema(&mut meta, flavor, &cfg, &filter, &r.db, &r.table).await? {
+                Some(s) => {
+                    schemas.insert(name.clone(), s);
+                }
+                None => continue,
+            }
+        }
+        let (table, select) = schemas[&name].clone();
+        tasks.push_back(Task {
+            range,
+            after: mysql_key(&r.after)?,
+            table,
+            select,
+            from_incl: mysql_key(&r.from_incl)?,
+            until: mysql_key(&r.until)?,
+        });
+    }
     drop(meta);
+    let resumed = progress
+        .ranges
+        .iter()
+        .filter(|r| r.done || r.after.is_some())
+        .count();
     tracing::info!(
-        tables = sizes.len(),
-        tasks = tasks.len(),
+        ranges = progress.ranges.len(),
+        resumed,
+        to_do = tasks.len(),
         parallelism = sc.parallelism,
         "snapshot planned"
     );
+    if tx.send(Message::Plan(progress)).await.is_err() {
+        return Ok(());
+    }
     let shared = Arc::new(Shared {
         tasks: Mutex::new(tasks),
         tx: tx.clone(),
@@ -196,6 +318,29 @@ pub async fn run(cfg: Config, tx: mpsc::Sender<Message>) -> Result<()> {
     }
     let _ = tx.send(Message::Finished).await;
     Ok(())
+}
+
+/// A table's schema and its SELECT list; `None` when it is not snapshotted (`key = "skip"`).
+async fn load_schema(
+    meta: &mut Conn,
+    flavor: Flavor,
+    cfg: &Config,
+    filter: &Filter,
+    db: &str,
+    table: &str,
+) -> Result<Option<(Arc<TableSchema>, String)>> {
+    let info = server::table_info(meta, flavor, db, table).await?;
+    let Some(schema) = table_schema(db, table, &info, cfg.capture.key, filter)? else {
+        tracing::warn!(table = %format!("{db}.{table}"), "no primary key and capture.key = \"skip\": not snapshotted");
+        return Ok(None);
+    };
+    let select = schema
+        .columns
+        .iter()
+        .map(|c| quote(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(Some((Arc::new(schema), select)))
 }
 
 /// Keys that cut a table into `parts` ranges of about equal size (index-only scans).
@@ -374,7 +519,7 @@ async fn keyed_range(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u6
     let t = &task.table;
     let keys = key_names(t);
     let n_cols = t.columns.len();
-    let mut after: Option<Vec<My>> = None;
+    let mut after: Option<Vec<My>> = task.after.clone();
     let mut total = 0u64;
     loop {
         let permit = shared
@@ -438,6 +583,9 @@ async fn keyed_range(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u6
         total += rows.len() as u64;
         let chunk = Chunk {
             registration: id,
+            range: task.range,
+            last_key: after.clone(),
+            range_done: !full,
             table: t.clone(),
             rows,
             emit_at,
@@ -494,6 +642,9 @@ async fn whole_table(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u6
         let closes = rest.peek().is_none();
         let chunk = Chunk {
             registration: id,
+            range: task.range,
+            last_key: None,
+            range_done: closes,
             table: t.clone(),
             rows,
             emit_at,
@@ -867,6 +1018,10 @@ pub struct Merger {
     snap_next: u32,
     /// Rows emitted by the snapshot so far.
     pub rows: u64,
+    /// The plan and how far it got, as of the changes emitted so far.
+    pub progress: Option<SnapshotProgress>,
+    /// `progress` changed since it was last taken.
+    progress_changed: bool,
 }
 
 impl Merger {
@@ -902,6 +1057,15 @@ impl Merger {
         }
     }
 
+    /// The progress, if it changed since the last call.
+    pub fn take_progress(&mut self) -> Option<SnapshotProgress> {
+        if std::mem::take(&mut self.progress_changed) {
+            self.progress.clone()
+        } else {
+            None
+        }
+    }
+
     /// Handles a message from the snapshot workers. Returns false once they are finished.
     pub fn message(&mut self, m: Message) -> bool {
         match m {
@@ -909,12 +1073,20 @@ impl Merger {
                 self.recording.entry((db, table)).or_default().open += 1;
                 let _ = ack.send(());
             }
+            Message::Plan(p) => {
+                self.progress = Some(p);
+                self.progress_changed = true;
+            }
             Message::Chunk(c) => self.pending.push(c),
             Message::RangeDone { table, rows } => {
                 tracing::info!(%table, rows, "snapshot range done");
             }
             Message::Finished => {
                 tracing::info!(rows = self.rows, "snapshot complete");
+                if let Some(p) = &mut self.progress {
+                    p.complete = true;
+                    self.progress_changed = true;
+                }
                 return false;
             }
         }
@@ -982,7 +1154,20 @@ impl Merger {
                 last.commit = true;
             }
         }
-        self.rows += (out.len() - first) as u64;
+        let emitted = (out.len() - first) as u64;
+        self.rows += emitted;
+        if let Some(r) = self
+            .progress
+            .as_mut()
+            .and_then(|p| p.ranges.get_mut(chunk.range))
+        {
+            if chunk.last_key.is_some() {
+                r.after = raw_key(&chunk.last_key);
+            }
+            r.done |= chunk.range_done;
+            r.rows += emitted;
+            self.progress_changed = true;
+        }
         drop(dropped);
         if chunk.closes {
             if let Some(r) = self.recording.get_mut(&name) {

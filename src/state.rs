@@ -1,0 +1,121 @@
+//! The saved position: where a restart resumes. It is written only after everything before it
+//! was delivered (for `tail`: printed and flushed), atomically (temporary file, fsync, rename),
+//! so a crash at any moment leaves either the old or the new state, and a restart replays at
+//! most a prefix, never skips.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::mysql::snapshot::SnapshotProgress;
+use crate::position::Position;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SavedState {
+    /// The last change delivered, if any.
+    pub last: Option<Position>,
+    /// The binlog position the stream was started from, for a restart before any change.
+    pub started_at: Option<(String, u64)>,
+    /// Snapshot progress, while a snapshot is part of the run.
+    pub snapshot: Option<SnapshotProgress>,
+}
+
+impl SavedState {
+    /// Reads a saved state; `None` if the file does not exist.
+    pub fn load(path: &Path) -> Result<Option<SavedState>> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::Corrupt {
+                    file: path.display().to_string(),
+                    offset: e.column() as u64,
+                    detail: format!(
+                    "the saved state is not valid ({e}); delete it to start over, or restore it"
+                ),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Io {
+                context: format!("reading the saved state {}", path.display()),
+                cause: e,
+            }),
+        }
+    }
+
+    /// Writes the state atomically: a crash leaves the old or the new file, never a mix.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let io = |e| Error::Io {
+            context: format!("saving the state to {}", path.display()),
+            cause: e,
+        };
+        let tmp = path.with_extension("tmp");
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            f.write_all(&bytes).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, path).map_err(io)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the binlog stream resumes: after the last binlog change; for a snapshot row, at
+    /// the offset it was placed at (snapshot rows come before the binlog rows there).
+    pub fn resume_from(&self) -> Option<crate::position::StartFrom> {
+        use crate::position::StartFrom;
+        match &self.last {
+            Some(p) if p.snapshot.is_some() => Some(StartFrom::Position {
+                file: p.file.to_string(),
+                offset: p.offset,
+                row: None,
+            }),
+            Some(p) => Some(StartFrom::Position {
+                file: p.file.to_string(),
+                offset: p.offset,
+                row: Some(p.row),
+            }),
+            None => self.started_at.as_ref().map(|(f, o)| StartFrom::Position {
+                file: f.clone(),
+                offset: *o,
+                row: None,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saves_atomically_and_loads_back() {
+        let dir = std::env::temp_dir().join(format!("binlake-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        assert_eq!(SavedState::load(&path).unwrap(), None);
+        let s = SavedState {
+            last: Some(Position {
+                file: "mysql-bin.000002".into(),
+                offset: 400,
+                row: 3,
+                gtid: Some("0-1-9".into()),
+                snapshot: None,
+            }),
+            started_at: Some(("mysql-bin.000001".into(), 4)),
+            snapshot: None,
+        };
+        s.save(&path).unwrap();
+        assert_eq!(SavedState::load(&path).unwrap(), Some(s.clone()));
+        assert!(!path.with_extension("tmp").exists());
+        std::fs::write(&path, b"{not json").unwrap();
+        let e = SavedState::load(&path).unwrap_err().to_string();
+        assert!(e.contains("delete it to start over"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
