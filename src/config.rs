@@ -40,6 +40,9 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotConfig {
+    /// When to snapshot (see [`SnapshotMode`]).
+    #[serde(default)]
+    pub mode: SnapshotMode,
     /// Connections reading chunks at once; a big table is split so all of them share it.
     #[serde(default = "default_parallelism")]
     pub parallelism: usize,
@@ -54,11 +57,27 @@ pub struct SnapshotConfig {
 impl Default for SnapshotConfig {
     fn default() -> Self {
         SnapshotConfig {
+            mode: SnapshotMode::default(),
             parallelism: default_parallelism(),
             chunk_size: default_chunk_size(),
             max_in_flight_chunks: default_in_flight(),
         }
     }
+}
+
+/// When the snapshot runs.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotMode {
+    /// Snapshot when there is no saved position, then stream. A saved position whose binlog
+    /// was purged is an error.
+    #[default]
+    Initial,
+    /// Never snapshot (`tail --snapshot` is refused); a purged position is an error.
+    Never,
+    /// Like `initial`, and when the saved position's binlog was purged, snapshot the
+    /// configured tables again (logged, with the reason) instead of failing.
+    WhenNeeded,
 }
 
 fn default_parallelism() -> usize {

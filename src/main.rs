@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::sync::mpsc;
 
-use binlake::config::{Config, Filter};
+use binlake::config::{Config, Filter, SnapshotMode};
 use binlake::mysql::charset::Collations;
 use binlake::mysql::check::{self, Level};
 use binlake::mysql::decoder::Decoder;
@@ -195,10 +195,37 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             state: state_path,
         } => {
             let cfg = Config::load(&config)?;
-            let saved = match &state_path {
+            anyhow::ensure!(
+                !(snapshot && cfg.snapshot.mode == SnapshotMode::Never),
+                "--snapshot with [snapshot] mode = \"never\": remove one of them"
+            );
+            let mut saved = match &state_path {
                 Some(p) => SavedState::load(p)?,
                 None => None,
             };
+            // A saved position whose binlog the server purged cannot be resumed.
+            if let Some(file) = saved
+                .as_ref()
+                .and_then(|s| s.resume_from())
+                .and_then(|r| match r {
+                    StartFrom::Position { file, .. } => Some(file),
+                    _ => None,
+                })
+            {
+                let mut conn = binlake::mysql::server::connect(&cfg).await?;
+                if !binlake::mysql::server::has_binlog(&mut conn, &file).await? {
+                    let state_file = state_path.as_deref().unwrap_or(config.as_path()).display();
+                    anyhow::ensure!(
+                        snapshot && cfg.snapshot.mode == SnapshotMode::WhenNeeded,
+                        "the saved position is in binlog file {file}, which the server has purged: \
+                         changes since then are lost to binlake. Re-snapshot: set [snapshot] mode = \
+                         \"when_needed\" and run with --snapshot, or delete {state_file} and start \
+                         over; keep binlogs longer (binlog_expire_logs_seconds) to avoid this"
+                    );
+                    tracing::warn!(%file, "the saved position's binlog was purged: snapshotting the configured tables again (snapshot.mode = when_needed)");
+                    saved = None;
+                }
+            }
             let from = match saved.as_ref().and_then(SavedState::resume_from) {
                 Some(resume) => {
                     tracing::info!(?resume, "resuming from the saved state");

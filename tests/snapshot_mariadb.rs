@@ -580,3 +580,77 @@ fn snapshot_resumes_after_kill_9_from_the_last_completed_chunk() {
         assert!(table == expected, "trial {trial}: contents differ");
     }
 }
+
+#[test]
+fn purged_saved_position_fails_clearly_or_resnapshots_when_needed() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE cdc; USE cdc; CREATE TABLE t (id INT PRIMARY KEY);
+         INSERT INTO t SELECT seq FROM seq_1_to_100;",
+    );
+    let state = db.dir.join("state.json");
+    let tail = |extra: &str, limit: usize| {
+        let cfg = config(&db, "binlake", "binlake", extra);
+        support::cli::binlake(
+            &[
+                "tail",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--snapshot",
+                "--state",
+                state.to_str().unwrap(),
+                "--limit",
+                &limit.to_string(),
+            ],
+            Duration::from_secs(60),
+        )
+    };
+    let run = tail("", 100);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.lines().len(), 100);
+
+    db.sql("INSERT INTO cdc.t SELECT seq FROM cdc.seq_101_to_105; FLUSH BINARY LOGS;");
+    for _ in 0..100 {
+        db.sql("PURGE BINARY LOGS TO 'mysql-bin.000002';");
+        if db.query_rows("SHOW BINARY LOGS")[0][0] == "mysql-bin.000002" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for mode in ["initial", "never"] {
+        let extra = format!("[snapshot]\nmode = \"{mode}\"\n");
+        let run = if mode == "never" {
+            let cfg = config(&db, "binlake", "binlake", &extra);
+            support::cli::binlake(
+                &[
+                    "tail",
+                    "--config",
+                    cfg.to_str().unwrap(),
+                    "--state",
+                    state.to_str().unwrap(),
+                ],
+                Duration::from_secs(60),
+            )
+        } else {
+            tail(&extra, 1)
+        };
+        assert_eq!(run.code, Some(2), "mode {mode}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("binlog file mysql-bin.000001, which the server has purged")
+                && run.stderr.contains("mode = \"when_needed\""),
+            "mode {mode}: {}",
+            run.stderr
+        );
+    }
+    let run = tail("[snapshot]\nmode = \"when_needed\"\n", 105);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let out = run.lines();
+    assert!(out.iter().all(|c| c["op"] == "r"));
+    let mut ids: Vec<i64> = out
+        .iter()
+        .map(|c| c["after"]["id"].as_i64().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (1..=105).collect::<Vec<_>>());
+}

@@ -220,3 +220,8 @@ pub async fn estimated_rows(conn: &mut Conn, db: &str, table: &str) -> Result<u6
         .map_err(Error::mysql(format!("estimating the rows of {db}.{table}")))?;
     Ok(n.flatten().unwrap_or(0))
 }
+
+/// Whether the server still has binlog `file` (false once it was purged).
+pub async fn has_binlog(conn: &mut Conn, file: &str) -> Result<bool> {
+    Ok(binlog_files(conn).await?.iter().any(|(f, _)| f == file))
+}
