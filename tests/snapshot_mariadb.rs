@@ -83,8 +83,17 @@ async fn write(url: String, seed: u64, rows: i64, stop: Arc<AtomicBool>) -> u64 
     ops
 }
 
+/// Rows of the table under test: 20,000 in CI; the acceptance run uses
+/// `BINLAKE_SNAPSHOT_TEST_ROWS=1000000` (see BENCHMARKS.md).
+fn rows_under_test() -> i64 {
+    std::env::var("BINLAKE_SNAPSHOT_TEST_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000)
+}
+
 fn run(seed: u64, parallelism: usize) {
-    const ROWS: i64 = 20_000;
+    let rows = rows_under_test();
     let db = MariaDb::start();
     db.sql(&format!(
         "CREATE DATABASE cdc;
@@ -92,7 +101,7 @@ fn run(seed: u64, parallelism: usize) {
            PRIMARY KEY (k1, k2));
          CREATE TABLE cdc.done (x INT PRIMARY KEY);
          USE cdc; INSERT INTO cdc.t SELECT seq, CONCAT('k', seq % 3), seq, 'init' FROM seq_0_to_{};",
-        ROWS - 1
+        rows - 1
     ));
     let cfg = config(
         &db,
@@ -111,7 +120,7 @@ fn run(seed: u64, parallelism: usize) {
         std::thread::spawn(move || {
             let ops = tokio::runtime::Runtime::new()
                 .unwrap()
-                .block_on(write(url, seed, ROWS, stop));
+                .block_on(write(url, seed, rows, stop));
             done.store(true, Ordering::Relaxed);
             ops
         })
@@ -180,7 +189,7 @@ fn run(seed: u64, parallelism: usize) {
                 changes_since_read = 0;
                 table.insert(key_of(&c["after"]), row_of(&c["after"]));
                 // Stop the writer once the snapshot is well under way... but let it overlap.
-                if snapshot_rows >= ROWS as usize * 9 / 10 {
+                if snapshot_rows >= rows as usize * 9 / 10 {
                     stop.store(true, Ordering::Relaxed);
                 }
             }
@@ -669,4 +678,49 @@ fn purged_saved_position_fails_clearly_or_resnapshots_when_needed() {
         .collect();
     ids.sort();
     assert_eq!(ids, (1..=105).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_table_added_to_the_include_list_is_snapshotted_on_restart() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE cdc; USE cdc;
+         CREATE TABLE a (id INT PRIMARY KEY); INSERT INTO a SELECT seq FROM seq_1_to_50;
+         CREATE TABLE b (id INT PRIMARY KEY); INSERT INTO b SELECT seq FROM seq_1_to_30;",
+    );
+    let state = db.dir.join("state.json");
+    let tail = |include: &str, limit: usize| {
+        let cfg = config(
+            &db,
+            "binlake",
+            "binlake",
+            &format!("[capture]\ninclude = [{include}]\n"),
+        );
+        let run = support::cli::binlake(
+            &[
+                "tail",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--snapshot",
+                "--state",
+                state.to_str().unwrap(),
+                "--limit",
+                &limit.to_string(),
+            ],
+            Duration::from_secs(60),
+        );
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        run.lines()
+    };
+    let first = tail("\"cdc.a\"", 50);
+    assert!(first.iter().all(|c| c["table"] == "a" && c["op"] == "r"));
+    db.sql("INSERT INTO cdc.a VALUES (51);");
+    // Now b too: its rows arrive as a snapshot, a's only as the stream change.
+    let second = tail("\"cdc.a\", \"cdc.b\"", 31);
+    let reads: Vec<&Value> = second.iter().filter(|c| c["op"] == "r").collect();
+    assert_eq!(reads.len(), 30);
+    assert!(reads.iter().all(|c| c["table"] == "b"));
+    let creates: Vec<&Value> = second.iter().filter(|c| c["op"] == "c").collect();
+    assert_eq!(creates.len(), 1);
+    assert_eq!(creates[0]["after"]["id"], 51);
 }

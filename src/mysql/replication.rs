@@ -118,9 +118,7 @@ pub async fn stream(
     });
     let (snap_tx, mut snap_rx) = mpsc::channel(64);
     let mut snap_task = match snapshot {
-        Some(progress) if !progress.complete => {
-            Some(tokio::spawn(snapshot::run(cfg.clone(), progress, snap_tx)))
-        }
+        Some(progress) => Some(tokio::spawn(snapshot::run(cfg.clone(), progress, snap_tx))),
         _ => {
             drop(snap_tx);
             None

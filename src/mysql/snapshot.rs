@@ -121,6 +121,9 @@ pub struct RangeProgress {
     pub after: Option<Vec<RawValue>>,
     pub done: bool,
     pub rows: u64,
+    /// The optimizer's estimate of the range's rows (for progress reports).
+    #[serde(default)]
+    pub estimate: u64,
 }
 
 /// The snapshot's part of the saved position: its plan and how far each range got.
@@ -222,10 +225,22 @@ pub async fn run(cfg: Config, resume: SnapshotProgress, tx: mpsc::Sender<Message
     let mut schemas: std::collections::HashMap<(String, String), (Arc<TableSchema>, String)> =
         Default::default();
     let mut progress = resume;
-    if progress.ranges.is_empty() {
+    let resuming = !progress.ranges.is_empty();
+    // Plan every captured table the (possibly resumed) plan does not have yet: on a resume,
+    // tables added to the include list since are snapshotted while the stream goes on.
+    {
+        let planned: std::collections::HashSet<(String, String)> = progress
+            .ranges
+            .iter()
+            .map(|r| (r.db.clone(), r.table.clone()))
+            .collect();
         for (db, table) in server::base_tables(&mut meta).await? {
-            if !filter.table(&db, &table) {
+            if !filter.table(&db, &table) || planned.contains(&(db.clone(), table.clone())) {
                 continue;
+            }
+            if resuming {
+                tracing::info!(table = %format!("{db}.{table}"), "table newly captured: snapshotting it");
+                progress.complete = false;
             }
             let Some((schema, _)) =
                 load_schema(&mut meta, flavor, &cfg, &filter, &db, &table).await?
@@ -250,6 +265,7 @@ pub async fn run(cfg: Config, resume: SnapshotProgress, tx: mpsc::Sender<Message
                     after: None,
                     done: false,
                     rows: 0,
+                    estimate: estimate / parts as u64,
                 });
                 lower = b;
             }
@@ -1022,6 +1038,9 @@ pub struct Merger {
     pub progress: Option<SnapshotProgress>,
     /// `progress` changed since it was last taken.
     progress_changed: bool,
+    /// When progress was last logged, and when the snapshot started.
+    reported: Option<std::time::Instant>,
+    started: Option<std::time::Instant>,
 }
 
 impl Merger {
@@ -1093,8 +1112,50 @@ impl Merger {
         true
     }
 
+    /// Logs rows done / estimated, rate and ETA per unfinished table, every 5 seconds.
+    fn report(&mut self) {
+        let now = std::time::Instant::now();
+        let started = *self.started.get_or_insert(now);
+        if self
+            .reported
+            .is_some_and(|r| now.duration_since(r).as_secs() < 5)
+        {
+            return;
+        }
+        self.reported = Some(now);
+        let Some(p) = &self.progress else { return };
+        let secs = now.duration_since(started).as_secs_f64().max(1e-3);
+        let mut tables: std::collections::BTreeMap<String, (u64, u64, bool)> = Default::default();
+        for r in &p.ranges {
+            let t = tables
+                .entry(format!("{}.{}", r.db, r.table))
+                .or_insert((0, 0, true));
+            t.0 += r.rows;
+            t.1 += r.estimate;
+            t.2 &= r.done;
+        }
+        let rate = self.rows as f64 / secs;
+        for (table, (rows, estimate, done)) in tables {
+            if done {
+                continue;
+            }
+            let left = estimate.saturating_sub(rows);
+            tracing::info!(
+                %table,
+                rows,
+                estimated = estimate,
+                rows_per_sec = rate as u64,
+                eta_secs = if rate > 0.0 { (left as f64 / rate) as u64 } else { 0 },
+                "snapshot progress"
+            );
+        }
+    }
+
     /// Emits every chunk whose view the stream has reached. Call only between transactions.
     pub fn emit_ready(&mut self, file: &Arc<str>, out: &mut Vec<crate::change::Change>) {
+        if !self.pending.is_empty() {
+            self.report();
+        }
         let mut i = 0;
         while i < self.pending.len() {
             if self.pending[i].emit_at <= self.pos {
