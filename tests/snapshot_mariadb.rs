@@ -84,9 +84,9 @@ async fn write(url: String, seed: u64, rows: i64, stop: Arc<AtomicBool>) -> u64 
 }
 
 /// Rows of the table under test: 20,000 in CI; the acceptance run uses
-/// `BINLAKE_SNAPSHOT_TEST_ROWS=1000000` (see BENCHMARKS.md).
+/// `SNAPSHOT_TEST_ROWS=1000000` (see BENCHMARKS.md).
 fn rows_under_test() -> i64 {
-    std::env::var("BINLAKE_SNAPSHOT_TEST_ROWS")
+    std::env::var("SNAPSHOT_TEST_ROWS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000)
@@ -146,8 +146,13 @@ fn run(seed: u64, parallelism: usize) {
     let stderr = child.stderr.take().unwrap();
     let socket = db.dir.join("mysqld.sock");
     let (done, stop2) = (writer_done.clone(), stop.clone());
+    let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let errors2 = errors.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("error") || line.contains("ERROR") {
+                errors2.lock().unwrap().push(line.clone());
+            }
             if line.contains("snapshot complete") {
                 stop2.store(true, Ordering::Relaxed);
                 while !done.load(Ordering::Relaxed) {
@@ -216,9 +221,12 @@ fn run(seed: u64, parallelism: usize) {
     }
     let _ = child.kill();
     let _ = child.wait();
+    stop.store(true, Ordering::Relaxed);
     if let Some(w) = writer.take() {
         ops = w.join().expect("writer");
     }
+    let errors = errors.lock().unwrap().clone();
+    assert!(errors.is_empty(), "seed {seed}: binlake failed: {errors:?}");
 
     let expected: Table = db
         .query_rows("SELECT k1, k2, v, s FROM cdc.t")
