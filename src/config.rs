@@ -34,6 +34,19 @@ pub struct Config {
     pub capture: CaptureConfig,
     #[serde(default)]
     pub snapshot: SnapshotConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// The local HTTP admin endpoint of a running `tail` (on-demand snapshots).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `host:port` to listen on, e.g. `127.0.0.1:9470`. Unset: no endpoint.
+    pub listen: Option<String>,
+    /// Bearer token required by the endpoint; mandatory when `listen` is not a loopback
+    /// address.
+    pub token: Option<String>,
 }
 
 /// The initial snapshot (`tail --snapshot`).
@@ -290,6 +303,21 @@ impl Config {
                 return Err(key(k, "must be at least 1"));
             }
         }
+        if let Some(listen) = &self.admin.listen {
+            let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
+                key(
+                    "admin.listen",
+                    &format!("`{listen}` is not host:port, e.g. 127.0.0.1:9470"),
+                )
+            })?;
+            if !addr.ip().is_loopback() && self.admin.token.is_none() {
+                return Err(key(
+                    "admin.token",
+                    "required when admin.listen is not a loopback address: anyone who can reach \
+                     it could start snapshots",
+                ));
+            }
+        }
         if self.mysql.server_id == 0 {
             return Err(key(
                 "mysql.server_id",
@@ -442,7 +470,7 @@ mod tests {
         let doc: toml::Table = text.parse().unwrap();
         let mut sections: Vec<&String> = doc.keys().collect();
         sections.sort();
-        assert_eq!(sections, ["capture", "mysql", "snapshot"]);
+        assert_eq!(sections, ["admin", "capture", "mysql", "snapshot"]);
     }
 
     #[test]
@@ -458,6 +486,16 @@ mod tests {
         assert_eq!(c.mysql.password.as_deref(), Some("1234"));
         assert_eq!(c.mysql.server_id, 77);
         assert_eq!(c.mysql.port, 3307);
+    }
+
+    #[test]
+    fn admin_off_loopback_needs_a_token() {
+        let e = load("[admin]\nlisten = \"0.0.0.0:9470\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("admin.token"), "{e}");
+        load("[admin]\nlisten = \"0.0.0.0:9470\"\ntoken = \"t\"\n", &[]).unwrap();
+        load("[admin]\nlisten = \"127.0.0.1:9470\"\n", &[]).unwrap();
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! binlake: MySQL/MariaDB change-data-capture. See ARCHITECTURE.md for the pipeline.
 
+pub mod admin;
 pub mod change;
 pub mod config;
 pub mod error;

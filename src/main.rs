@@ -79,6 +79,20 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "json")]
         format: Format,
     },
+    /// Re-snapshot a table, or the rows matching a condition, in a running `binlake tail`
+    /// (through its [admin] endpoint); the rows arrive in its stream as op "r".
+    ///
+    /// Example: binlake snapshot --config binlake.toml --table shop.orders --where "id BETWEEN 1 AND 1000"
+    Snapshot {
+        #[arg(long, env = "BINLAKE_CONFIG")]
+        config: PathBuf,
+        /// db.table
+        #[arg(long)]
+        table: String,
+        /// SQL condition selecting the rows (default: the whole table).
+        #[arg(long = "where")]
+        where_: Option<String>,
+    },
     /// Check every prerequisite on the server; exit 1 if any fails.
     Check {
         #[arg(long, env = "BINLAKE_CONFIG")]
@@ -235,9 +249,19 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             };
             let mut state = saved.unwrap_or_default();
             let snapshot = snapshot.then(|| state.snapshot.clone().unwrap_or_default());
+            let adhoc = match &cfg.admin.listen {
+                Some(listen) => {
+                    let (req_tx, req_rx) = mpsc::channel(8);
+                    binlake::admin::serve(listen, cfg.admin.token.clone(), req_tx).await?;
+                    Some(req_rx)
+                }
+                None => None,
+            };
             let (tx, mut rx) = mpsc::channel::<Batch>(64);
             let source =
-                tokio::spawn(async move { replication::stream(&cfg, from, snapshot, tx).await });
+                tokio::spawn(
+                    async move { replication::stream(&cfg, from, snapshot, adhoc, tx).await },
+                );
             let mut printer = Printer::new(format, limit);
             let mut interrupted = false;
             let mut last_save = Instant::now();
@@ -333,6 +357,25 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             }
             printer.finish()?;
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Snapshot {
+            config,
+            table,
+            where_,
+        } => {
+            let cfg = Config::load(&config)?;
+            let listen = cfg.admin.listen.as_deref().context(
+                "[admin] listen is not set: the running tail has no admin endpoint to ask",
+            )?;
+            let req = binlake::admin::SnapshotRequest { table, where_ };
+            let (status, reply) =
+                binlake::admin::request_snapshot(listen, cfg.admin.token.as_deref(), &req).await?;
+            println!("{}", reply.message);
+            Ok(if (200..300).contains(&status) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Cmd::Check { config } => {
             let cfg = Config::load(&config)?;

@@ -732,3 +732,120 @@ fn a_table_added_to_the_include_list_is_snapshotted_on_restart() {
     assert_eq!(creates.len(), 1);
     assert_eq!(creates[0]["after"]["id"], 51);
 }
+
+#[test]
+fn on_demand_snapshot_of_a_key_range_while_streaming() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE cdc; USE cdc; CREATE TABLE t (id INT PRIMARY KEY, v INT);
+         INSERT INTO t SELECT seq, seq FROM seq_1_to_100;",
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let admin = format!("[admin]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"s3cret\"\n");
+    let cfg = config(&db, "binlake", "binlake", &admin);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .args(["tail", "--config", cfg.to_str().unwrap(), "--from", "end"])
+        .env("BINLAKE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let ask = |table: &str, cond: Option<&str>| {
+        let mut args = vec![
+            "snapshot",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--table",
+            table,
+        ];
+        if let Some(c) = cond {
+            args.extend(["--where", c]);
+        }
+        // The endpoint may take a moment to come up.
+        let t = Instant::now();
+        loop {
+            let run = support::cli::binlake(&args, Duration::from_secs(30));
+            if run.code == Some(0)
+                || !run.stderr.contains("connecting to")
+                || t.elapsed().as_secs() > 20
+            {
+                return run;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let run = ask("cdc.t", Some("id BETWEEN 11 AND 20"));
+    assert_eq!(run.code, Some(0), "{} {}", run.stdout, run.stderr);
+    assert!(run
+        .stdout
+        .contains("snapshot of cdc.t started for rows where id BETWEEN 11 AND 20"));
+    let mut ids: Vec<i64> = (0..10)
+        .map(|_| {
+            let c = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("snapshot rows");
+            assert_eq!(c["op"], "r");
+            c["after"]["id"].as_i64().unwrap()
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (11..=20).collect::<Vec<_>>());
+
+    // The stream goes on.
+    db.sql("UPDATE cdc.t SET v = 0 WHERE id = 1;");
+    let c = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("stream change");
+    assert_eq!(
+        (c["op"].as_str(), c["after"]["id"].as_i64()),
+        (Some("u"), Some(1))
+    );
+
+    // Bad requests get one clear answer and change nothing.
+    let run = ask("cdc.nope", None);
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.stdout.contains("table cdc.nope does not exist"),
+        "{}",
+        run.stdout
+    );
+    let run = ask("cdc.t", Some("no_such_column = 1"));
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.stdout.contains("the condition `no_such_column = 1`"),
+        "{}",
+        run.stdout
+    );
+
+    // Without the token: refused.
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let body = r#"{"table":"cdc.t"}"#;
+    write!(
+        s,
+        "POST /snapshot HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
+    assert!(
+        rx.recv_timeout(Duration::from_millis(500)).is_err(),
+        "nothing was emitted"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -513,10 +513,9 @@ fn changes_carry_their_commit_boundary() {
     let commits = rt.block_on(async {
         let (tx, mut rx) = tokio::sync::mpsc::channel(4);
         let from: binlake::StartFrom = start.parse().unwrap();
-        let source =
-            tokio::spawn(
-                async move { binlake::mysql::replication::stream(&cfg, from, None, tx).await },
-            );
+        let source = tokio::spawn(async move {
+            binlake::mysql::replication::stream(&cfg, from, None, None, tx).await
+        });
         let mut seen = Vec::new();
         while seen.len() < 4 {
             let batch = tokio::time::timeout(Duration::from_secs(30), rx.recv())

@@ -35,11 +35,12 @@ pub struct Batch {
 /// Streams changes from `start` into `tx` until the receiver is dropped or an error occurs.
 /// With `snapshot`, every captured table's existing rows are read and merged into the stream
 /// (see `snapshot.rs`): an empty progress plans a new snapshot, a saved one resumes it. Start
-/// from `end` for a snapshot-then-stream.
+/// from `end` for a snapshot-then-stream. Requests on `adhoc` start on-demand snapshots.
 pub async fn stream(
     cfg: &Config,
     start: StartFrom,
     snapshot: Option<SnapshotProgress>,
+    adhoc: Option<mpsc::Receiver<snapshot::AdhocRequest>>,
     tx: mpsc::Sender<Batch>,
 ) -> Result<()> {
     let mut meta = server::connect(cfg).await?;
@@ -116,14 +117,13 @@ pub async fn stream(
         file_seq: file_seq(&file),
         offset: pos,
     });
+    // Snapshot workers (the initial snapshot and on-demand ones) all talk to the merger over
+    // one channel, which stays open while the stream runs.
     let (snap_tx, mut snap_rx) = mpsc::channel(64);
-    let mut snap_task = match snapshot {
-        Some(progress) => Some(tokio::spawn(snapshot::run(cfg.clone(), progress, snap_tx))),
-        _ => {
-            drop(snap_tx);
-            None
-        }
-    };
+    let mut snap_task =
+        snapshot.map(|p| tokio::spawn(snapshot::run(cfg.clone(), p, snap_tx.clone())));
+    let mut adhoc = adhoc;
+    let mut adhoc_tasks = tokio::task::JoinSet::new();
     // The logical start: a resume point, not the file head the dump re-reads from.
     let logical = match &start {
         StartFrom::Position { offset, .. } => *offset,
@@ -143,25 +143,31 @@ pub async fn stream(
     loop {
         let ev = tokio::select! {
             biased;
-            msg = snap_rx.recv(), if snap_task.is_some() => {
-                match msg {
-                    Some(m) => {
-                        if !merger.message(m) {
-                            snap_rx.close();
-                        }
-                    }
-                    None => {
-                        // The snapshot ended: surface its error, if any.
-                        if let Some(t) = snap_task.take() {
-                            t.await.map_err(|e| Error::Unsupported(format!("snapshot task: {e}")))??;
-                        }
-                    }
-                }
+            Some(m) = snap_rx.recv() => {
+                merger.message(m);
                 if !decoder.in_transaction() {
                     merger.emit_ready(&decoder.file_arc(), &mut out);
                 }
                 if !send(&tx, &mut out, &mut merger).await {
                     break;
+                }
+                continue;
+            }
+            r = async { snap_task.as_mut().expect("guarded").await }, if snap_task.is_some() => {
+                // The initial snapshot ended: surface its error, if any.
+                snap_task = None;
+                r.map_err(|e| Error::Unsupported(format!("snapshot task: {e}")))??;
+                continue;
+            }
+            Some(req) = async { adhoc.as_mut().expect("guarded").recv().await }, if adhoc.is_some() => {
+                adhoc_tasks.spawn(snapshot::run_adhoc(cfg.clone(), req, snap_tx.clone()));
+                continue;
+            }
+            Some(r) = adhoc_tasks.join_next(), if !adhoc_tasks.is_empty() => {
+                match r {
+                    Ok(Err(e)) => tracing::error!(error = %e, "on-demand snapshot failed"),
+                    Err(e) => tracing::error!(error = %e, "on-demand snapshot task failed"),
+                    Ok(Ok(())) => {}
                 }
                 continue;
             }

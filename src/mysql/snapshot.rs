@@ -193,6 +193,8 @@ struct Task {
     from_incl: Option<Vec<My>>,
     /// Stop before this key (exclusive).
     until: Option<Vec<My>>,
+    /// An extra SQL condition (on-demand snapshots of part of a table).
+    filter: Option<String>,
 }
 
 struct Shared {
@@ -293,6 +295,7 @@ pub async fn run(cfg: Config, resume: SnapshotProgress, tx: mpsc::Sender<Message
             select,
             from_incl: mysql_key(&r.from_incl)?,
             until: mysql_key(&r.until)?,
+            filter: None,
         });
     }
     drop(meta);
@@ -311,6 +314,19 @@ pub async fn run(cfg: Config, resume: SnapshotProgress, tx: mpsc::Sender<Message
     if tx.send(Message::Plan(progress)).await.is_err() {
         return Ok(());
     }
+    run_tasks(&cfg, flavor, tasks, &tx).await?;
+    let _ = tx.send(Message::Finished).await;
+    Ok(())
+}
+
+/// Runs `tasks` on `[snapshot] parallelism` connections.
+async fn run_tasks(
+    cfg: &Config,
+    flavor: Flavor,
+    tasks: VecDeque<Task>,
+    tx: &mpsc::Sender<Message>,
+) -> Result<()> {
+    let sc = &cfg.snapshot;
     let shared = Arc::new(Shared {
         tasks: Mutex::new(tasks),
         tx: tx.clone(),
@@ -332,8 +348,89 @@ pub async fn run(cfg: Config, resume: SnapshotProgress, tx: mpsc::Sender<Message
             }
         }
     }
-    let _ = tx.send(Message::Finished).await;
     Ok(())
+}
+
+/// A request to snapshot one table (or the rows matching `where_`) while streaming.
+pub struct AdhocRequest {
+    /// `db.table`.
+    pub table: String,
+    pub where_: Option<String>,
+    /// Answered once the request was checked (table captured, condition valid).
+    pub reply: oneshot::Sender<std::result::Result<String, String>>,
+}
+
+/// An on-demand snapshot, merged into the stream like the initial one. It is not part of the
+/// saved progress: after a restart it must be asked for again.
+pub async fn run_adhoc(cfg: Config, req: AdhocRequest, tx: mpsc::Sender<Message>) -> Result<()> {
+    let checked = check_adhoc(&cfg, &req).await;
+    let (flavor, task) = match checked {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = req.reply.send(Err(e.to_string()));
+            return Ok(());
+        }
+    };
+    let _ = req.reply.send(Ok(format!(
+        "snapshot of {} started{}",
+        req.table,
+        req.where_
+            .as_deref()
+            .map(|w| format!(" for rows where {w}"))
+            .unwrap_or_default()
+    )));
+    let table = task.table.full_name();
+    let rows = run_tasks(&cfg, flavor, VecDeque::from([task]), &tx).await;
+    tracing::info!(%table, ok = rows.is_ok(), "on-demand snapshot finished");
+    rows
+}
+
+async fn check_adhoc(cfg: &Config, req: &AdhocRequest) -> Result<(Flavor, Task)> {
+    let (db, table) = req
+        .table
+        .split_once('.')
+        .ok_or_else(|| Error::Unsupported(format!("`{}` is not db.table", req.table)))?;
+    let filter = Filter::new(&cfg.capture);
+    if !filter.table(db, table) {
+        return Err(Error::Unsupported(format!(
+            "{db}.{table} is not captured ([capture] include/exclude)"
+        )));
+    }
+    let mut meta = server::connect(cfg).await?;
+    let flavor = server::flavor(&mut meta).await?;
+    let Some((schema, select)) = load_schema(&mut meta, flavor, cfg, &filter, db, table).await?
+    else {
+        return Err(Error::Unsupported(format!(
+            "{db}.{table} is skipped (no key, key = \"skip\")"
+        )));
+    };
+    if schema.columns.is_empty() {
+        return Err(Error::Unsupported(format!(
+            "table {db}.{table} does not exist"
+        )));
+    }
+    if let Some(w) = &req.where_ {
+        let probe = format!(
+            "SELECT 1 FROM {}.{} WHERE ({w}) LIMIT 0",
+            quote(db),
+            quote(table)
+        );
+        meta.query_drop(&probe)
+            .await
+            .map_err(Error::mysql(format!("the condition `{w}`")))?;
+    }
+    Ok((
+        flavor,
+        Task {
+            range: usize::MAX,
+            after: None,
+            table: schema,
+            select,
+            from_incl: None,
+            until: None,
+            filter: req.where_.clone(),
+        },
+    ))
 }
 
 /// A table's schema and its SELECT list; `None` when it is not snapshotted (`key = "skip"`).
@@ -562,6 +659,9 @@ async fn keyed_range(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u6
         if let Some(u) = &task.until {
             conds.push(key_compare(&keys, "<"));
             params.extend(key_params(u));
+        }
+        if let Some(f) = &task.filter {
+            conds.push(format!("({f})"));
         }
         let sql = format!(
             "SELECT {}, {} FROM {}.{} {} ORDER BY {} LIMIT {}",
@@ -1085,7 +1185,8 @@ impl Merger {
         }
     }
 
-    /// Handles a message from the snapshot workers. Returns false once they are finished.
+    /// Handles a message from the snapshot workers. Returns false once the initial snapshot
+    /// is finished.
     pub fn message(&mut self, m: Message) -> bool {
         match m {
             Message::Register { db, table, ack, .. } => {
