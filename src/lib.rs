@@ -7,6 +7,7 @@ pub mod error;
 pub mod mysql;
 pub mod output;
 pub mod position;
+pub mod progress;
 pub mod schema;
 pub mod state;
 

@@ -248,6 +248,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 None => from,
             };
             let mut state = saved.unwrap_or_default();
+            let snapshot_requested = snapshot;
             let snapshot = snapshot.then(|| state.snapshot.clone().unwrap_or_default());
             let adhoc = match &cfg.admin.listen {
                 Some(listen) => {
@@ -263,6 +264,11 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     async move { replication::stream(&cfg, from, snapshot, adhoc, tx).await },
                 );
             let mut printer = Printer::new(format, limit);
+            let mut bars = if snapshot_requested {
+                binlake::progress::Bars::for_terminal()
+            } else {
+                None
+            };
             let mut interrupted = false;
             let mut last_save = Instant::now();
             let mut dirty = false;
@@ -282,6 +288,9 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                             }
                             // Snapshot progress counts only if every change it covers is out.
                             if let Some(p) = b.snapshot.filter(|_| taken == b.changes.len()) {
+                                if let Some(bars) = &mut bars {
+                                    bars.update(&p);
+                                }
                                 state.snapshot = Some(p);
                                 save_now = true;
                             }

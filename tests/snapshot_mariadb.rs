@@ -849,3 +849,49 @@ fn on_demand_snapshot_of_a_key_range_while_streaming() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn progress_bars_only_on_a_terminal() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE cdc; USE cdc; CREATE TABLE t (id INT PRIMARY KEY);
+         INSERT INTO t SELECT seq FROM seq_1_to_5000; ANALYZE TABLE t;",
+    );
+    let cfg = config(&db, "binlake", "binlake", "[snapshot]\nchunk_size = 100\n");
+    let cmd = format!(
+        "{} --log warn tail --config {} --snapshot --limit 5000 --format none",
+        env!("CARGO_BIN_EXE_binlake"),
+        cfg.display()
+    );
+    // `script` gives the command a pseudo-terminal.
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .expect("script(1) from util-linux");
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    assert!(
+        tty.contains("cdc.t [") && tty.contains("rows/s"),
+        "no bar on a terminal: {tty}"
+    );
+
+    let run = support::cli::binlake(
+        &[
+            "tail",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--snapshot",
+            "--limit",
+            "5000",
+            "--format",
+            "none",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code, Some(0));
+    assert!(
+        !run.stderr.contains("rows/s eta"),
+        "a bar without a terminal: {}",
+        run.stderr
+    );
+}

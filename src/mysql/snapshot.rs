@@ -1213,8 +1213,12 @@ impl Merger {
         true
     }
 
-    /// Logs rows done / estimated, rate and ETA per unfinished table, every 5 seconds.
+    /// Logs rows done / estimated, rate and ETA per unfinished table, every 5 seconds, when
+    /// stderr is not a terminal (on a terminal, `tail` draws bars instead).
     fn report(&mut self) {
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            return;
+        }
         let now = std::time::Instant::now();
         let started = *self.started.get_or_insert(now);
         if self
