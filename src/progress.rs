@@ -41,16 +41,7 @@ impl Bars {
 
     /// Redraws from the latest progress.
     pub fn update(&mut self, p: &SnapshotProgress) {
-        let mut tables: BTreeMap<String, (u64, u64, bool)> = BTreeMap::new();
-        for r in &p.ranges {
-            let t = tables
-                .entry(format!("{}.{}", r.db, r.table))
-                .or_insert((0, 0, true));
-            t.0 += r.rows;
-            t.1 += r.estimate;
-            t.2 &= r.done;
-        }
-        for (name, (rows, estimate, done)) in tables {
+        for (name, (rows, estimate, done)) in p.tables() {
             let bar = self.bars.entry(name.clone()).or_insert_with(|| {
                 let b = self.multi.add(ProgressBar::new(estimate.max(1)));
                 b.set_style(self.style.clone());

@@ -17,8 +17,9 @@ use crate::config::{Config, Filter};
 use crate::error::{Error, Result};
 use crate::mysql::binlog_file::verify_checksum;
 use crate::mysql::decoder::{event_type, Decoder, ResumePoint};
+use crate::mysql::merge::Merger;
 use crate::mysql::server::{self, Flavor};
-use crate::mysql::snapshot::{self, BinlogPos, Merger, SnapshotProgress};
+use crate::mysql::snapshot::{self, BinlogPos, SnapshotProgress};
 use crate::position::{file_seq, StartFrom};
 
 /// What the reader hands to the next stage: changes in order, and the state that becomes

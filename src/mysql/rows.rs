@@ -539,7 +539,7 @@ fn codec_for(
 }
 
 /// `enum('a','b''c')` -> [a, b'c].
-fn parse_members(column_type: &str) -> Option<Arc<[String]>> {
+pub(crate) fn parse_members(column_type: &str) -> Option<Arc<[String]>> {
     let open = column_type.find('(')?;
     let body = column_type.get(open + 1..column_type.rfind(')')?)?;
     let mut out = Vec::new();

@@ -40,14 +40,13 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Value as My};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
-use crate::change::{Date, Duration, Row, TimeOfDay, Value};
-use crate::config::{Config, Filter, KeyMode};
+use crate::change::Row;
+use crate::config::{Config, Filter};
 use crate::error::{Error, Result};
-use crate::mysql::charset::charset_by_name;
-use crate::mysql::rows::{ServerColumn, ServerTable};
+use crate::mysql::select::{convert_row, table_schema};
 use crate::mysql::server::{self, Flavor};
 use crate::position::file_seq;
-use crate::schema::{Charset, Column, KeySource, SqlType, TableSchema};
+use crate::schema::{KeySource, TableSchema};
 
 /// A key value exactly as the server sent it, kept so a key range restarts exactly there.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -100,7 +99,7 @@ impl RawValue {
     }
 }
 
-fn raw_key(k: &Option<Vec<My>>) -> Option<Vec<RawValue>> {
+pub(crate) fn raw_key(k: &Option<Vec<My>>) -> Option<Vec<RawValue>> {
     k.as_ref().map(|k| k.iter().map(RawValue::from).collect())
 }
 
@@ -131,6 +130,22 @@ pub struct RangeProgress {
 pub struct SnapshotProgress {
     pub ranges: Vec<RangeProgress>,
     pub complete: bool,
+}
+
+impl SnapshotProgress {
+    /// Per table (`db.table`): rows emitted, estimated rows, and whether it is done.
+    pub fn tables(&self) -> std::collections::BTreeMap<String, (u64, u64, bool)> {
+        let mut tables = std::collections::BTreeMap::new();
+        for r in &self.ranges {
+            let t = tables
+                .entry(format!("{}.{}", r.db, r.table))
+                .or_insert((0, 0, true));
+            t.0 += r.rows;
+            t.1 += r.estimate;
+            t.2 &= r.done;
+        }
+        tables
+    }
 }
 
 /// A point in the binlog, ordered by file sequence then offset.
@@ -585,6 +600,16 @@ async fn begin_view(conn: &mut Conn, flavor: Flavor) -> Result<(BinlogPos, Binlo
     }
 }
 
+/// Waits until fewer than `max_in_flight_chunks` chunks are held, and takes a slot.
+async fn in_flight_slot(shared: &Shared) -> Result<OwnedSemaphorePermit> {
+    shared
+        .in_flight
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| Error::Unsupported("snapshot stopped".into()))
+}
+
 async fn register(shared: &Shared, t: &TableSchema) -> Result<u64> {
     let id = shared
         .next_id
@@ -635,12 +660,7 @@ async fn keyed_range(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u6
     let mut after: Option<Vec<My>> = task.after.clone();
     let mut total = 0u64;
     loop {
-        let permit = shared
-            .in_flight
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::Unsupported("snapshot stopped".into()))?;
+        let permit = in_flight_slot(shared).await?;
         let id = register(shared, t).await?;
         let (drop_after, emit_at) = begin_view(conn, shared.flavor).await?;
         let mut conds = Vec::new();
@@ -740,12 +760,7 @@ async fn whole_table(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u6
     let total = raw.len() as u64;
     let mut rest = raw.into_iter().peekable();
     loop {
-        let permit = shared
-            .in_flight
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::Unsupported("snapshot stopped".into()))?;
+        let permit = in_flight_slot(shared).await?;
         let mut rows = Vec::new();
         for r in rest.by_ref().take(shared.chunk_size) {
             let vals: Vec<My> = r
@@ -778,305 +793,6 @@ async fn whole_table(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u6
     }
 }
 
-/// The schema of a table as information_schema describes it, with the same types the binlog
-/// decoder derives from a table map. `None` when the table is skipped (`key = "skip"`).
-pub fn table_schema(
-    db: &str,
-    table: &str,
-    info: &ServerTable,
-    key_mode: KeyMode,
-    filter: &Filter,
-) -> Result<Option<TableSchema>> {
-    let mut columns = Vec::new();
-    for c in &info.columns {
-        if !filter.column(db, table, &c.name) {
-            continue;
-        }
-        columns.push(Column {
-            name: c.name.clone(),
-            ty: sql_type(c).map_err(|what| {
-                Error::Unsupported(format!(
-                    "{db}.{table} column `{}` has type `{}`, which binlake cannot read ({what}); \
-                     exclude the column ([capture] exclude_columns) or the table",
-                    c.name, c.column_type
-                ))
-            })?,
-            nullable: c.nullable,
-        });
-    }
-    let pk: Vec<usize> = info
-        .primary_key
-        .iter()
-        .filter_map(|k| columns.iter().position(|c| &c.name == k))
-        .collect();
-    let (key, key_source) = if !pk.is_empty() && pk.len() == info.primary_key.len() {
-        (pk, KeySource::PrimaryKey)
-    } else {
-        match key_mode {
-            KeyMode::AllColumns => ((0..columns.len()).collect(), KeySource::AllColumns),
-            KeyMode::None => (Vec::new(), KeySource::None),
-            KeyMode::Skip => return Ok(None),
-        }
-    };
-    Ok(Some(TableSchema {
-        db: db.to_string(),
-        table: table.to_string(),
-        columns,
-        key,
-        key_source,
-    }))
-}
-
-fn sql_type(c: &ServerColumn) -> std::result::Result<SqlType, &'static str> {
-    let unsigned = c.column_type.contains("unsigned");
-    let int = |bytes| Ok(SqlType::Int { bytes, unsigned });
-    let charset = || {
-        c.charset
-            .as_deref()
-            .and_then(charset_by_name)
-            .unwrap_or(Charset::Binary)
-    };
-    let string = |fixed: bool, blob: bool| {
-        Ok(SqlType::String {
-            charset: charset(),
-            max_bytes: c.octet_length.unwrap_or(0).min(u32::MAX as u64) as u32,
-            fixed,
-            blob,
-        })
-    };
-    let fsp = c.fsp.unwrap_or(0) as u8;
-    let members = || {
-        let open = c.column_type.find('(')?;
-        let close = c.column_type.rfind(')')?;
-        Some(split_members(&c.column_type[open + 1..close]))
-    };
-    if c.is_json {
-        return Ok(SqlType::Json);
-    }
-    match c.data_type.as_str() {
-        "tinyint" => int(1),
-        "smallint" => int(2),
-        "mediumint" => int(3),
-        "int" | "integer" => int(4),
-        "bigint" => int(8),
-        "decimal" | "numeric" => Ok(SqlType::Decimal {
-            precision: c.precision.unwrap_or(10) as u8,
-            scale: c.scale.unwrap_or(0) as u8,
-        }),
-        "float" => Ok(SqlType::Float),
-        "double" | "real" => Ok(SqlType::Double),
-        "bit" => Ok(SqlType::Bit {
-            bits: c.precision.unwrap_or(1) as u16,
-        }),
-        "char" | "binary" => string(true, false),
-        "varchar" | "varbinary" => string(false, false),
-        "tinytext" | "text" | "mediumtext" | "longtext" | "tinyblob" | "blob" | "mediumblob"
-        | "longblob" => string(false, true),
-        "date" => Ok(SqlType::Date),
-        "datetime" => Ok(SqlType::DateTime { fsp }),
-        "timestamp" => Ok(SqlType::Timestamp { fsp }),
-        "time" => Ok(SqlType::Time { fsp }),
-        "year" => Ok(SqlType::Year),
-        "enum" => Ok(SqlType::Enum { values: members() }),
-        "set" => Ok(SqlType::Set { values: members() }),
-        "json" => Ok(SqlType::Json),
-        "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
-        | "multipolygon" | "geometrycollection" => Ok(SqlType::Geometry),
-        "vector" => Ok(SqlType::Vector { dimensions: None }),
-        _ => Err("unknown data type"),
-    }
-}
-
-/// `'a','b''c'` -> [a, b'c].
-fn split_members(body: &str) -> Arc<[String]> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut in_str = false;
-    let mut chars = body.chars().peekable();
-    while let Some(ch) = chars.next() {
-        match (in_str, ch) {
-            (false, '\'') => in_str = true,
-            (true, '\'') if chars.peek() == Some(&'\'') => {
-                chars.next();
-                cur.push('\'');
-            }
-            (true, '\'') => {
-                in_str = false;
-                out.push(std::mem::take(&mut cur));
-            }
-            (true, ch) => cur.push(ch),
-            _ => {}
-        }
-    }
-    out.into()
-}
-
-fn convert_row(t: &TableSchema, vals: Vec<My>) -> Result<Row> {
-    t.columns
-        .iter()
-        .zip(vals)
-        .map(|(c, v)| {
-            convert(v, &c.ty).map_err(|detail| {
-                Error::Unsupported(format!(
-                    "snapshot of {}: column `{}`: {detail}",
-                    t.full_name(),
-                    c.name
-                ))
-            })
-        })
-        .collect()
-}
-
-/// A value from the server's binary protocol, as the binlog decoder would have produced it.
-fn convert(v: My, ty: &SqlType) -> std::result::Result<Value, String> {
-    let bytes = |v: My| match v {
-        My::Bytes(b) => Ok(b),
-        other => Err(format!("unexpected value {other:?}")),
-    };
-    let text = |b: Vec<u8>| String::from_utf8(b).map_err(|e| format!("not UTF-8: {e}"));
-    if v == My::NULL {
-        return Ok(Value::Null);
-    }
-    Ok(match ty {
-        SqlType::Int { unsigned, .. } => match v {
-            My::Int(i) if *unsigned => Value::UInt(i as u64),
-            My::Int(i) => Value::Int(i),
-            My::UInt(u) if *unsigned => Value::UInt(u),
-            My::UInt(u) => Value::Int(u as i64),
-            other => return Err(format!("unexpected integer {other:?}")),
-        },
-        SqlType::Year => match v {
-            My::Int(i) => Value::Year(i as u16),
-            My::UInt(u) => Value::Year(u as u16),
-            other => return Err(format!("unexpected YEAR {other:?}")),
-        },
-        SqlType::Float => match v {
-            My::Float(f) => Value::Float(f),
-            My::Double(d) => Value::Float(d as f32),
-            other => return Err(format!("unexpected FLOAT {other:?}")),
-        },
-        SqlType::Double => match v {
-            My::Double(d) => Value::Double(d),
-            My::Float(f) => Value::Double(f as f64),
-            other => return Err(format!("unexpected DOUBLE {other:?}")),
-        },
-        SqlType::Decimal { .. } => Value::Decimal(text(bytes(v)?)?),
-        SqlType::Bit { .. } => Value::Bit(bytes(v)?),
-        SqlType::String { charset, .. } => {
-            let b = bytes(v)?;
-            if *charset == Charset::Binary {
-                Value::Bytes(b)
-            } else {
-                // The connection's charset is utf8mb4: the server converted the text.
-                match String::from_utf8(b) {
-                    Ok(s) => Value::String(s),
-                    Err(e) => Value::Bytes(e.into_bytes()),
-                }
-            }
-        }
-        SqlType::Date => match v {
-            My::Date(y, m, d, ..) => Value::Date(Date {
-                year: y,
-                month: m,
-                day: d,
-            }),
-            other => return Err(format!("unexpected DATE {other:?}")),
-        },
-        SqlType::DateTime { fsp } => match v {
-            My::Date(y, mo, d, h, mi, s, us) => Value::DateTime(
-                Date {
-                    year: y,
-                    month: mo,
-                    day: d,
-                },
-                TimeOfDay {
-                    hour: h,
-                    minute: mi,
-                    second: s,
-                    micros: us,
-                    fsp: *fsp,
-                },
-            ),
-            other => return Err(format!("unexpected DATETIME {other:?}")),
-        },
-        SqlType::Timestamp { fsp } => match v {
-            My::Date(0, 0, 0, ..) => Value::Timestamp {
-                secs: 0,
-                micros: 0,
-                fsp: *fsp,
-            },
-            My::Date(y, mo, d, h, mi, s, us) => Value::Timestamp {
-                secs: days_from_civil(y as i64, mo as i64, d as i64) * 86_400
-                    + h as i64 * 3600
-                    + mi as i64 * 60
-                    + s as i64,
-                micros: us,
-                fsp: *fsp,
-            },
-            other => return Err(format!("unexpected TIMESTAMP {other:?}")),
-        },
-        SqlType::Time { fsp } => match v {
-            My::Time(neg, days, h, m, s, us) => Value::Time(Duration {
-                negative: neg,
-                hours: days * 24 + h as u32,
-                minute: m,
-                second: s,
-                micros: us,
-                fsp: *fsp,
-            }),
-            other => return Err(format!("unexpected TIME {other:?}")),
-        },
-        SqlType::Enum { .. } => Value::Enum(text(bytes(v)?)?),
-        SqlType::Set { .. } => {
-            let s = text(bytes(v)?)?;
-            Value::Set(if s.is_empty() {
-                Vec::new()
-            } else {
-                s.split(',').map(str::to_owned).collect()
-            })
-        }
-        SqlType::Json => {
-            let b = bytes(v)?;
-            match String::from_utf8(b) {
-                Ok(s) if serde_json::from_str::<serde::de::IgnoredAny>(&s).is_ok() => {
-                    Value::Json(s)
-                }
-                Ok(s) => Value::String(s),
-                Err(e) => Value::Bytes(e.into_bytes()),
-            }
-        }
-        SqlType::Geometry => {
-            let b = bytes(v)?;
-            if b.len() < 4 {
-                return Err("GEOMETRY shorter than its SRID".into());
-            }
-            Value::Geometry {
-                srid: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-                wkb: b[4..].to_vec(),
-            }
-        }
-        SqlType::Vector { .. } => {
-            let b = bytes(v)?;
-            Value::Vector(
-                b.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            )
-        }
-    })
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1093,256 +809,5 @@ mod tests {
             key_params(&[My::Int(1), My::Int(2)]),
             [My::Int(1), My::Int(1), My::Int(2)]
         );
-    }
-
-    #[test]
-    fn civil_days_match_the_epoch() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2038, 1, 19), 24_855);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-    }
-
-    #[test]
-    fn set_and_enum_members() {
-        assert_eq!(
-            &*split_members("'a','b''c'"),
-            &["a".to_string(), "b'c".into()]
-        );
-    }
-}
-
-/// Changed keys of one table, recorded while it has chunks in flight.
-#[derive(Default)]
-struct Recording {
-    /// Registrations not yet closed by their last chunk.
-    open: usize,
-    /// (end of the event, key bytes) of every change read since the first registration.
-    seen: Vec<(BinlogPos, Vec<u8>)>,
-}
-
-/// The binlog reader's side of the merge: records changed keys of tables with chunks in
-/// flight, holds chunks until the stream has reached their view, and emits them between
-/// transactions with the keys that changed since dropped.
-#[derive(Default)]
-pub struct Merger {
-    /// End of the last binlog event read.
-    pub pos: BinlogPos,
-    /// Per table (db, name): what has changed since its chunks registered.
-    recording: std::collections::HashMap<(String, String), Recording>,
-    pending: Vec<Chunk>,
-    snap_offset: u64,
-    snap_next: u32,
-    /// Rows emitted by the snapshot so far.
-    pub rows: u64,
-    /// The plan and how far it got, as of the changes emitted so far.
-    pub progress: Option<SnapshotProgress>,
-    /// `progress` changed since it was last taken.
-    progress_changed: bool,
-    /// When progress was last logged, and when the snapshot started.
-    reported: Option<std::time::Instant>,
-    started: Option<std::time::Instant>,
-}
-
-impl Merger {
-    pub fn new(pos: BinlogPos) -> Self {
-        Merger {
-            pos,
-            ..Default::default()
-        }
-    }
-
-    /// Records the keys of `changes`, just read in an event ending at `self.pos`.
-    pub fn record(&mut self, changes: &[crate::change::Change]) {
-        if self.recording.is_empty() {
-            return;
-        }
-        for c in changes {
-            let name = (c.table.db.clone(), c.table.table.clone());
-            if let Some(Recording { seen, .. }) = self.recording.get_mut(&name) {
-                // An update of the key changes two keys: the old and the new one.
-                for image in [&c.before, &c.after] {
-                    if image.is_some() {
-                        let only = crate::change::Change {
-                            before: None,
-                            after: image.clone(),
-                            ..c.clone()
-                        };
-                        let mut k = Vec::new();
-                        crate::output::key_bytes(&only, &mut k);
-                        seen.push((self.pos, k));
-                    }
-                }
-            }
-        }
-    }
-
-    /// The progress, if it changed since the last call.
-    pub fn take_progress(&mut self) -> Option<SnapshotProgress> {
-        if std::mem::take(&mut self.progress_changed) {
-            self.progress.clone()
-        } else {
-            None
-        }
-    }
-
-    /// Handles a message from the snapshot workers. Returns false once the initial snapshot
-    /// is finished.
-    pub fn message(&mut self, m: Message) -> bool {
-        match m {
-            Message::Register { db, table, ack, .. } => {
-                self.recording.entry((db, table)).or_default().open += 1;
-                let _ = ack.send(());
-            }
-            Message::Plan(p) => {
-                self.progress = Some(p);
-                self.progress_changed = true;
-            }
-            Message::Chunk(c) => self.pending.push(c),
-            Message::RangeDone { table, rows } => {
-                tracing::info!(%table, rows, "snapshot range done");
-            }
-            Message::Finished => {
-                tracing::info!(rows = self.rows, "snapshot complete");
-                if let Some(p) = &mut self.progress {
-                    p.complete = true;
-                    self.progress_changed = true;
-                }
-                return false;
-            }
-        }
-        true
-    }
-
-    /// Logs rows done / estimated, rate and ETA per unfinished table, every 5 seconds, when
-    /// stderr is not a terminal (on a terminal, `tail` draws bars instead).
-    fn report(&mut self) {
-        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            return;
-        }
-        let now = std::time::Instant::now();
-        let started = *self.started.get_or_insert(now);
-        if self
-            .reported
-            .is_some_and(|r| now.duration_since(r).as_secs() < 5)
-        {
-            return;
-        }
-        self.reported = Some(now);
-        let Some(p) = &self.progress else { return };
-        let secs = now.duration_since(started).as_secs_f64().max(1e-3);
-        let mut tables: std::collections::BTreeMap<String, (u64, u64, bool)> = Default::default();
-        for r in &p.ranges {
-            let t = tables
-                .entry(format!("{}.{}", r.db, r.table))
-                .or_insert((0, 0, true));
-            t.0 += r.rows;
-            t.1 += r.estimate;
-            t.2 &= r.done;
-        }
-        let rate = self.rows as f64 / secs;
-        for (table, (rows, estimate, done)) in tables {
-            if done {
-                continue;
-            }
-            let left = estimate.saturating_sub(rows);
-            tracing::info!(
-                %table,
-                rows,
-                estimated = estimate,
-                rows_per_sec = rate as u64,
-                eta_secs = if rate > 0.0 { (left as f64 / rate) as u64 } else { 0 },
-                "snapshot progress"
-            );
-        }
-    }
-
-    /// Emits every chunk whose view the stream has reached. Call only between transactions.
-    pub fn emit_ready(&mut self, file: &Arc<str>, out: &mut Vec<crate::change::Change>) {
-        if !self.pending.is_empty() {
-            self.report();
-        }
-        let mut i = 0;
-        while i < self.pending.len() {
-            if self.pending[i].emit_at <= self.pos {
-                let chunk = self.pending.swap_remove(i);
-                self.emit(chunk, file, out);
-            } else {
-                i += 1;
-            }
-        }
-    }
-
-    fn emit(&mut self, chunk: Chunk, file: &Arc<str>, out: &mut Vec<crate::change::Change>) {
-        let name = (chunk.table.db.clone(), chunk.table.table.clone());
-        let dropped: std::collections::HashSet<&[u8]> = self
-            .recording
-            .get(&name)
-            .map(|r| {
-                r.seen
-                    .iter()
-                    .filter(|(p, _)| *p > chunk.drop_after)
-                    .map(|(_, k)| k.as_slice())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if self.snap_offset != self.pos.offset {
-            self.snap_offset = self.pos.offset;
-            self.snap_next = 0;
-        }
-        let first = out.len();
-        let mut key = Vec::new();
-        for row in chunk.rows {
-            let c = crate::change::Change {
-                op: crate::change::Op::Read,
-                table: chunk.table.clone(),
-                before: None,
-                after: Some(row),
-                ts_ms: chunk.read_at_ms,
-                pos: crate::position::Position {
-                    file: file.clone(),
-                    offset: self.pos.offset,
-                    row: 0,
-                    gtid: None,
-                    snapshot: Some(self.snap_next),
-                },
-                commit: false,
-            };
-            key.clear();
-            crate::output::key_bytes(&c, &mut key);
-            if dropped.contains(key.as_slice()) {
-                continue;
-            }
-            self.snap_next += 1;
-            out.push(c);
-        }
-        if out.len() > first {
-            if let Some(last) = out.last_mut() {
-                last.commit = true;
-            }
-        }
-        let emitted = (out.len() - first) as u64;
-        self.rows += emitted;
-        if let Some(r) = self
-            .progress
-            .as_mut()
-            .and_then(|p| p.ranges.get_mut(chunk.range))
-        {
-            if chunk.last_key.is_some() {
-                r.after = raw_key(&chunk.last_key);
-            }
-            r.done |= chunk.range_done;
-            r.rows += emitted;
-            self.progress_changed = true;
-        }
-        drop(dropped);
-        if chunk.closes {
-            if let Some(r) = self.recording.get_mut(&name) {
-                r.open -= 1;
-                if r.open == 0 {
-                    self.recording.remove(&name);
-                }
-            }
-        }
-        drop(chunk.permit);
     }
 }

@@ -1,0 +1,240 @@
+//! The binlog reader's side of the snapshot: the `Merger` records changed keys of tables
+//! with chunks in flight, holds each chunk until the stream has read past its view, and emits
+//! it between transactions with the keys that changed since dropped. See `snapshot.rs` for
+//! why that is correct.
+//!
+//! Invariant: snapshot rows leave only between transactions, at strictly increasing
+//! positions, and never after a newer binlog change of their key; the progress it reports
+//! covers exactly the chunks emitted.
+
+use std::sync::Arc;
+
+use crate::mysql::snapshot::{raw_key, BinlogPos, Chunk, Message, SnapshotProgress};
+
+/// Changed keys of one table, recorded while it has chunks in flight.
+#[derive(Default)]
+struct Recording {
+    /// Registrations not yet closed by their last chunk.
+    open: usize,
+    /// (end of the event, key bytes) of every change read since the first registration.
+    seen: Vec<(BinlogPos, Vec<u8>)>,
+}
+
+/// The binlog reader's side of the merge: records changed keys of tables with chunks in
+/// flight, holds chunks until the stream has reached their view, and emits them between
+/// transactions with the keys that changed since dropped.
+#[derive(Default)]
+pub struct Merger {
+    /// End of the last binlog event read.
+    pub pos: BinlogPos,
+    /// Per table (db, name): what has changed since its chunks registered.
+    recording: std::collections::HashMap<(String, String), Recording>,
+    pending: Vec<Chunk>,
+    snap_offset: u64,
+    snap_next: u32,
+    /// Rows emitted by the snapshot so far.
+    pub rows: u64,
+    /// The plan and how far it got, as of the changes emitted so far.
+    pub progress: Option<SnapshotProgress>,
+    /// `progress` changed since it was last taken.
+    progress_changed: bool,
+    /// When progress was last logged, and when the snapshot started.
+    reported: Option<std::time::Instant>,
+    started: Option<std::time::Instant>,
+}
+
+impl Merger {
+    pub fn new(pos: BinlogPos) -> Self {
+        Merger {
+            pos,
+            ..Default::default()
+        }
+    }
+
+    /// Records the keys of `changes`, just read in an event ending at `self.pos`.
+    pub fn record(&mut self, changes: &[crate::change::Change]) {
+        if self.recording.is_empty() {
+            return;
+        }
+        for c in changes {
+            let name = (c.table.db.clone(), c.table.table.clone());
+            if let Some(Recording { seen, .. }) = self.recording.get_mut(&name) {
+                // An update of the key changes two keys: the old and the new one.
+                for image in [&c.before, &c.after] {
+                    if image.is_some() {
+                        let only = crate::change::Change {
+                            before: None,
+                            after: image.clone(),
+                            ..c.clone()
+                        };
+                        let mut k = Vec::new();
+                        crate::output::key_bytes(&only, &mut k);
+                        seen.push((self.pos, k));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The progress, if it changed since the last call.
+    pub fn take_progress(&mut self) -> Option<SnapshotProgress> {
+        if std::mem::take(&mut self.progress_changed) {
+            self.progress.clone()
+        } else {
+            None
+        }
+    }
+
+    /// Handles a message from the snapshot workers. Returns false once the initial snapshot
+    /// is finished.
+    pub fn message(&mut self, m: Message) -> bool {
+        match m {
+            Message::Register { db, table, ack, .. } => {
+                self.recording.entry((db, table)).or_default().open += 1;
+                let _ = ack.send(());
+            }
+            Message::Plan(p) => {
+                self.progress = Some(p);
+                self.progress_changed = true;
+            }
+            Message::Chunk(c) => self.pending.push(c),
+            Message::RangeDone { table, rows } => {
+                tracing::info!(%table, rows, "snapshot range done");
+            }
+            Message::Finished => {
+                tracing::info!(rows = self.rows, "snapshot complete");
+                if let Some(p) = &mut self.progress {
+                    p.complete = true;
+                    self.progress_changed = true;
+                }
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Logs rows done / estimated, rate and ETA per unfinished table, every 5 seconds, when
+    /// stderr is not a terminal (on a terminal, `tail` draws bars instead).
+    fn report(&mut self) {
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let started = *self.started.get_or_insert(now);
+        if self
+            .reported
+            .is_some_and(|r| now.duration_since(r).as_secs() < 5)
+        {
+            return;
+        }
+        self.reported = Some(now);
+        let Some(p) = &self.progress else { return };
+        let secs = now.duration_since(started).as_secs_f64().max(1e-3);
+        let tables = p.tables();
+        let rate = self.rows as f64 / secs;
+        for (table, (rows, estimate, done)) in tables {
+            if done {
+                continue;
+            }
+            let left = estimate.saturating_sub(rows);
+            tracing::info!(
+                %table,
+                rows,
+                estimated = estimate,
+                rows_per_sec = rate as u64,
+                eta_secs = if rate > 0.0 { (left as f64 / rate) as u64 } else { 0 },
+                "snapshot progress"
+            );
+        }
+    }
+
+    /// Emits every chunk whose view the stream has reached. Call only between transactions.
+    pub fn emit_ready(&mut self, file: &Arc<str>, out: &mut Vec<crate::change::Change>) {
+        if !self.pending.is_empty() {
+            self.report();
+        }
+        let mut i = 0;
+        while i < self.pending.len() {
+            if self.pending[i].emit_at <= self.pos {
+                let chunk = self.pending.swap_remove(i);
+                self.emit(chunk, file, out);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn emit(&mut self, chunk: Chunk, file: &Arc<str>, out: &mut Vec<crate::change::Change>) {
+        let name = (chunk.table.db.clone(), chunk.table.table.clone());
+        let dropped: std::collections::HashSet<&[u8]> = self
+            .recording
+            .get(&name)
+            .map(|r| {
+                r.seen
+                    .iter()
+                    .filter(|(p, _)| *p > chunk.drop_after)
+                    .map(|(_, k)| k.as_slice())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if self.snap_offset != self.pos.offset {
+            self.snap_offset = self.pos.offset;
+            self.snap_next = 0;
+        }
+        let first = out.len();
+        let mut key = Vec::new();
+        for row in chunk.rows {
+            let c = crate::change::Change {
+                op: crate::change::Op::Read,
+                table: chunk.table.clone(),
+                before: None,
+                after: Some(row),
+                ts_ms: chunk.read_at_ms,
+                pos: crate::position::Position {
+                    file: file.clone(),
+                    offset: self.pos.offset,
+                    row: 0,
+                    gtid: None,
+                    snapshot: Some(self.snap_next),
+                },
+                commit: false,
+            };
+            key.clear();
+            crate::output::key_bytes(&c, &mut key);
+            if dropped.contains(key.as_slice()) {
+                continue;
+            }
+            self.snap_next += 1;
+            out.push(c);
+        }
+        if out.len() > first {
+            if let Some(last) = out.last_mut() {
+                last.commit = true;
+            }
+        }
+        let emitted = (out.len() - first) as u64;
+        self.rows += emitted;
+        if let Some(r) = self
+            .progress
+            .as_mut()
+            .and_then(|p| p.ranges.get_mut(chunk.range))
+        {
+            if chunk.last_key.is_some() {
+                r.after = raw_key(&chunk.last_key);
+            }
+            r.done |= chunk.range_done;
+            r.rows += emitted;
+            self.progress_changed = true;
+        }
+        drop(dropped);
+        if chunk.closes {
+            if let Some(r) = self.recording.get_mut(&name) {
+                r.open -= 1;
+                if r.open == 0 {
+                    self.recording.remove(&name);
+                }
+            }
+        }
+        drop(chunk.permit);
+    }
+}
