@@ -738,7 +738,8 @@ fn on_demand_snapshot_of_a_key_range_while_streaming() {
     let db = MariaDb::start();
     db.sql(
         "CREATE DATABASE cdc; USE cdc; CREATE TABLE t (id INT PRIMARY KEY, v INT);
-         INSERT INTO t SELECT seq, seq FROM seq_1_to_100;",
+         INSERT INTO t SELECT seq, seq FROM seq_1_to_100;
+         CREATE TABLE n (a INT); INSERT INTO n SELECT seq FROM seq_1_to_50;",
     );
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -802,6 +803,24 @@ fn on_demand_snapshot_of_a_key_range_while_streaming() {
         .collect();
     ids.sort();
     assert_eq!(ids, (11..=20).collect::<Vec<_>>());
+
+    // A table without a key, with a condition.
+    let run = ask("cdc.n", Some("a <= 5"));
+    assert_eq!(run.code, Some(0), "{} {}", run.stdout, run.stderr);
+    let mut got: Vec<i64> = (0..5)
+        .map(|_| {
+            let c = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("snapshot rows");
+            assert_eq!(
+                (c["op"].as_str(), c["table"].as_str()),
+                (Some("r"), Some("n"))
+            );
+            c["after"]["a"].as_i64().unwrap()
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, [1, 2, 3, 4, 5]);
 
     // The stream goes on.
     db.sql("UPDATE cdc.t SET v = 0 WHERE id = 1;");

@@ -497,11 +497,7 @@ async fn split_points(
             .await
             .map_err(Error::mysql(format!("splitting {}", t.full_name())))?;
         if let Some(row) = row {
-            let key: Vec<My> = row
-                .unwrap_raw()
-                .into_iter()
-                .map(|v| v.unwrap_or(My::NULL))
-                .collect();
+            let key = raw_values(row);
             if out.last() != Some(&key) {
                 out.push(key);
             }
@@ -707,11 +703,7 @@ async fn keyed_range(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u6
         let full = raw.len() == shared.chunk_size;
         let mut rows = Vec::with_capacity(raw.len());
         for r in raw {
-            let mut vals: Vec<My> = r
-                .unwrap_raw()
-                .into_iter()
-                .map(|v| v.unwrap_or(My::NULL))
-                .collect();
+            let mut vals = raw_values(r);
             let key_vals = vals.split_off(n_cols);
             after = Some(key_vals);
             rows.push(convert_row(t, vals)?);
@@ -739,38 +731,37 @@ async fn keyed_range(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u6
     }
 }
 
-/// A table without a primary key: one consistent view, sent in chunks.
+/// A table without a primary key: one consistent view, streamed and sent in chunks (the
+/// server waits while the merger holds `max_in_flight_chunks`, so memory stays bounded).
 async fn whole_table(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u64> {
     let t = &task.table;
     let id = register(shared, t).await?;
     let (drop_after, emit_at) = begin_view(conn, shared.flavor).await?;
     let sql = format!(
-        "SELECT {} FROM {}.{}",
+        "SELECT {} FROM {}.{}{}",
         task.select,
         quote(&t.db),
-        quote(&t.table)
+        quote(&t.table),
+        task.filter
+            .as_deref()
+            .map(|f| format!(" WHERE ({f})"))
+            .unwrap_or_default()
     );
-    let raw: Vec<mysql_async::Row> = conn
-        .exec(&sql, ())
-        .await
-        .map_err(Error::mysql(format!("snapshot of {}", t.full_name())))?;
-    conn.query_drop("COMMIT")
-        .await
-        .map_err(Error::mysql("snapshot: COMMIT"))?;
-    let total = raw.len() as u64;
-    let mut rest = raw.into_iter().peekable();
+    let err = || Error::mysql(format!("snapshot of {}", t.full_name()));
+    let mut total = 0u64;
+    let mut result = conn.exec_iter(sql, ()).await.map_err(err())?;
     loop {
         let permit = in_flight_slot(shared).await?;
-        let mut rows = Vec::new();
-        for r in rest.by_ref().take(shared.chunk_size) {
-            let vals: Vec<My> = r
-                .unwrap_raw()
-                .into_iter()
-                .map(|v| v.unwrap_or(My::NULL))
-                .collect();
-            rows.push(convert_row(t, vals)?);
+        let mut rows = Vec::with_capacity(shared.chunk_size);
+        while rows.len() < shared.chunk_size {
+            match result.next().await.map_err(err())? {
+                Some(r) => rows.push(convert_row(t, raw_values(r))?),
+                None => break,
+            }
         }
-        let closes = rest.peek().is_none();
+        // A short (possibly empty) chunk is the last one.
+        let closes = rows.len() < shared.chunk_size;
+        total += rows.len() as u64;
         let chunk = Chunk {
             registration: id,
             range: task.range,
@@ -788,9 +779,22 @@ async fn whole_table(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u6
             return Err(Error::Unsupported("the binlog reader stopped".into()));
         }
         if closes {
-            return Ok(total);
+            break;
         }
     }
+    drop(result);
+    conn.query_drop("COMMIT")
+        .await
+        .map_err(Error::mysql("snapshot: COMMIT"))?;
+    Ok(total)
+}
+
+/// A row's values as the server sent them.
+fn raw_values(r: mysql_async::Row) -> Vec<My> {
+    r.unwrap_raw()
+        .into_iter()
+        .map(|v| v.unwrap_or(My::NULL))
+        .collect()
 }
 
 #[cfg(test)]
