@@ -126,20 +126,17 @@ fn run(seed: u64, parallelism: usize) {
         })
     };
     std::thread::sleep(Duration::from_millis(200));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_binlake"))
-        .args([
+    let mut child = support::cli::spawn(
+        &[
             "tail",
             "--config",
             cfg.to_str().unwrap(),
             "--snapshot",
             "--from",
             "end",
-        ])
-        .env("BINLAKE_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+        "info",
+    );
     let stdout = child.stdout.take().unwrap();
     // Once the snapshot is complete and the writer has stopped, write an end marker: the
     // stream is complete when the marker arrives.
@@ -380,19 +377,17 @@ fn snapshot_holds_no_lock_and_lets_ddl_through() {
         "binlake",
         "[snapshot]\nchunk_size = 20\nparallelism = 2\nmax_in_flight_chunks = 2\n",
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_binlake"))
-        .args([
+    let mut child = support::cli::spawn(
+        &[
             "tail",
             "--config",
             cfg.to_str().unwrap(),
             "--snapshot",
             "--limit",
             "60000",
-        ])
-        .env("BINLAKE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+        "warn",
+    );
     let rows = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let reader = {
         let rows = rows.clone();
@@ -643,13 +638,7 @@ fn purged_saved_position_fails_clearly_or_resnapshots_when_needed() {
     assert_eq!(run.lines().len(), 100);
 
     db.sql("INSERT INTO cdc.t SELECT seq FROM cdc.seq_101_to_105; FLUSH BINARY LOGS;");
-    for _ in 0..100 {
-        db.sql("PURGE BINARY LOGS TO 'mysql-bin.000002';");
-        if db.query_rows("SHOW BINARY LOGS")[0][0] == "mysql-bin.000002" {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    db.purge_to("mysql-bin.000002");
     for mode in ["initial", "never"] {
         let extra = format!("[snapshot]\nmode = \"{mode}\"\n");
         let run = if mode == "never" {
@@ -748,12 +737,10 @@ fn on_demand_snapshot_of_a_key_range_while_streaming() {
         .port();
     let admin = format!("[admin]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"s3cret\"\n");
     let cfg = config(&db, "binlake", "binlake", &admin);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_binlake"))
-        .args(["tail", "--config", cfg.to_str().unwrap(), "--from", "end"])
-        .env("BINLAKE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = support::cli::spawn(
+        &["tail", "--config", cfg.to_str().unwrap(), "--from", "end"],
+        "warn",
+    );
     let (tx, rx) = std::sync::mpsc::channel::<Value>();
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {

@@ -562,14 +562,7 @@ fn wrong_password_and_purged_binlog_are_clear_errors() {
 
     // MariaDB keeps a binlog until its checkpoint is written: purge until it is gone.
     db.sql("FLUSH BINARY LOGS;");
-    for _ in 0..100 {
-        db.sql("PURGE BINARY LOGS TO 'mysql-bin.000002';");
-        if db.query_rows("SHOW BINARY LOGS")[0][0] == "mysql-bin.000002" {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(db.query_rows("SHOW BINARY LOGS")[0][0], "mysql-bin.000002");
+    db.purge_to("mysql-bin.000002");
     let cfg = config(&db, "binlake", "binlake", "");
     let run = binlake(
         &[
@@ -594,16 +587,14 @@ fn wrong_password_and_purged_binlog_are_clear_errors() {
 #[test]
 fn following_prints_each_change_as_it_arrives() {
     use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+
     let db = MariaDb::start();
     db.sql("CREATE DATABASE cdc; CREATE TABLE cdc.t (id INT PRIMARY KEY);");
     let cfg = config(&db, "binlake", "binlake", "");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_binlake"))
-        .args(["tail", "--config", cfg.to_str().unwrap(), "--from", "end"])
-        .env("BINLAKE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = support::cli::spawn(
+        &["tail", "--config", cfg.to_str().unwrap(), "--from", "end"],
+        "warn",
+    );
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -89,3 +89,16 @@ pub fn binlog_end(db: &MariaDb) -> String {
     let rows = db.query_rows("SHOW MASTER STATUS");
     format!("{}:{}", rows[0][0], rows[0][1])
 }
+
+/// Starts binlake with `args` in the background, stdout and stderr piped, logging at `log`.
+/// The caller reads its output and kills it.
+pub fn spawn(args: &[&str], log: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .args(args)
+        .env("BINLAKE_LOG", log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn binlake")
+}

@@ -128,3 +128,18 @@ impl Drop for MariaDb {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+impl MariaDb {
+    /// Purges binlogs before `file`. MariaDB keeps a binlog until its checkpoint is written,
+    /// so this retries until the server really dropped them (or panics after 10 s).
+    pub fn purge_to(&self, file: &str) {
+        for _ in 0..100 {
+            self.sql(&format!("PURGE BINARY LOGS TO '{file}';"));
+            if self.query_rows("SHOW BINARY LOGS")[0][0] == file {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("binlogs before {file} were not purged within 10 s");
+    }
+}
