@@ -98,6 +98,7 @@ impl Merger {
                 self.progress_changed = true;
             }
             Message::Chunk(c) => self.pending.push(c),
+            Message::Release { db, table } => self.close_registration(&(db, table)),
             Message::RangeDone { table, rows } => {
                 tracing::info!(%table, rows, "snapshot range done");
             }
@@ -145,6 +146,16 @@ impl Merger {
                 eta_secs = if rate > 0.0 { (left as f64 / rate) as u64 } else { 0 },
                 "snapshot progress"
             );
+        }
+    }
+
+    /// One registration of the table ended; with none left, its recorded keys are dropped.
+    fn close_registration(&mut self, name: &(String, String)) {
+        if let Some(r) = self.recording.get_mut(name) {
+            r.open = r.open.saturating_sub(1);
+            if r.open == 0 {
+                self.recording.remove(name);
+            }
         }
     }
 
@@ -228,12 +239,7 @@ impl Merger {
         }
         drop(dropped);
         if chunk.closes {
-            if let Some(r) = self.recording.get_mut(&name) {
-                r.open -= 1;
-                if r.open == 0 {
-                    self.recording.remove(&name);
-                }
-            }
+            self.close_registration(&name);
         }
         drop(chunk.permit);
     }

@@ -187,6 +187,11 @@ pub enum Message {
         ack: oneshot::Sender<()>,
     },
     Chunk(Chunk),
+    /// A registration of `db.table` ends without (more) chunks: its worker failed.
+    Release {
+        db: String,
+        table: String,
+    },
     /// A key range of a table (or a whole table) is complete.
     RangeDone {
         table: String,
@@ -651,63 +656,19 @@ async fn worker(cfg: &Config, shared: &Shared) -> Result<()> {
 /// Reads one key range chunk by chunk, each chunk in its own consistent view.
 async fn keyed_range(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u64> {
     let t = &task.table;
-    let keys = key_names(t);
-    let n_cols = t.columns.len();
     let mut after: Option<Vec<My>> = task.after.clone();
     let mut total = 0u64;
     loop {
         let permit = in_flight_slot(shared).await?;
         let id = register(shared, t).await?;
-        let (drop_after, emit_at) = begin_view(conn, shared.flavor).await?;
-        let mut conds = Vec::new();
-        let mut params = Vec::new();
-        match (&after, &task.from_incl) {
-            (Some(a), _) => {
-                conds.push(key_compare(&keys, ">"));
-                params.extend(key_params(a));
-            }
-            (None, Some(f)) => {
-                conds.push(key_compare(&keys, ">="));
-                params.extend(key_params(f));
-            }
-            (None, None) => {}
-        }
-        if let Some(u) = &task.until {
-            conds.push(key_compare(&keys, "<"));
-            params.extend(key_params(u));
-        }
-        if let Some(f) = &task.filter {
-            conds.push(format!("({f})"));
-        }
-        let sql = format!(
-            "SELECT {}, {} FROM {}.{} {} ORDER BY {} LIMIT {}",
-            task.select,
-            keys.join(", "),
-            quote(&t.db),
-            quote(&t.table),
-            if conds.is_empty() {
-                String::new()
-            } else {
-                format!("WHERE {}", conds.join(" AND "))
-            },
-            keys.join(", "),
-            shared.chunk_size
-        );
-        let raw: Vec<mysql_async::Row> = conn
-            .exec(&sql, params)
-            .await
-            .map_err(Error::mysql(format!("snapshot of {}", t.full_name())))?;
-        conn.query_drop("COMMIT")
-            .await
-            .map_err(Error::mysql("snapshot: COMMIT"))?;
-        let full = raw.len() == shared.chunk_size;
-        let mut rows = Vec::with_capacity(raw.len());
-        for r in raw {
-            let mut vals = raw_values(r);
-            let key_vals = vals.split_off(n_cols);
-            after = Some(key_vals);
-            rows.push(convert_row(t, vals)?);
-        }
+        let (rows, full, drop_after, emit_at) =
+            match read_chunk(conn, shared, task, &mut after).await {
+                Ok(read) => read,
+                Err(e) => {
+                    release(shared, t).await;
+                    return Err(e);
+                }
+            };
         total += rows.len() as u64;
         let chunk = Chunk {
             registration: id,
@@ -731,11 +692,94 @@ async fn keyed_range(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u6
     }
 }
 
+/// One chunk of a key range, after `after`, in a fresh consistent view: its rows, whether it
+/// was full, and the view's (drop_after, emit_at) positions. Advances `after`.
+async fn read_chunk(
+    conn: &mut Conn,
+    shared: &Shared,
+    task: &Task,
+    after: &mut Option<Vec<My>>,
+) -> Result<(Vec<Row>, bool, BinlogPos, BinlogPos)> {
+    let t = &task.table;
+    let keys = key_names(t);
+    let (drop_after, emit_at) = begin_view(conn, shared.flavor).await?;
+    let mut conds = Vec::new();
+    let mut params = Vec::new();
+    match (&*after, &task.from_incl) {
+        (Some(a), _) => {
+            conds.push(key_compare(&keys, ">"));
+            params.extend(key_params(a));
+        }
+        (None, Some(f)) => {
+            conds.push(key_compare(&keys, ">="));
+            params.extend(key_params(f));
+        }
+        (None, None) => {}
+    }
+    if let Some(u) = &task.until {
+        conds.push(key_compare(&keys, "<"));
+        params.extend(key_params(u));
+    }
+    if let Some(f) = &task.filter {
+        conds.push(format!("({f})"));
+    }
+    let sql = format!(
+        "SELECT {}, {} FROM {}.{} {} ORDER BY {} LIMIT {}",
+        task.select,
+        keys.join(", "),
+        quote(&t.db),
+        quote(&t.table),
+        if conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conds.join(" AND "))
+        },
+        keys.join(", "),
+        shared.chunk_size
+    );
+    let raw: Vec<mysql_async::Row> = conn
+        .exec(&sql, params)
+        .await
+        .map_err(Error::mysql(format!("snapshot of {}", t.full_name())))?;
+    conn.query_drop("COMMIT")
+        .await
+        .map_err(Error::mysql("snapshot: COMMIT"))?;
+    let full = raw.len() == shared.chunk_size;
+    let mut rows = Vec::with_capacity(raw.len());
+    for r in raw {
+        let mut vals = raw_values(r);
+        let key_vals = vals.split_off(t.columns.len());
+        *after = Some(key_vals);
+        rows.push(convert_row(t, vals)?);
+    }
+    Ok((rows, full, drop_after, emit_at))
+}
+
+/// Tells the merger that a registration will send no (more) chunks, after an error.
+async fn release(shared: &Shared, t: &TableSchema) {
+    let _ = shared
+        .tx
+        .send(Message::Release {
+            db: t.db.clone(),
+            table: t.table.clone(),
+        })
+        .await;
+}
+
 /// A table without a primary key: one consistent view, streamed and sent in chunks (the
 /// server waits while the merger holds `max_in_flight_chunks`, so memory stays bounded).
 async fn whole_table(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u64> {
     let t = &task.table;
     let id = register(shared, t).await?;
+    let r = stream_table(conn, shared, task, id).await;
+    if r.is_err() {
+        release(shared, t).await;
+    }
+    r
+}
+
+async fn stream_table(conn: &mut Conn, shared: &Shared, task: &Task, id: u64) -> Result<u64> {
+    let t = &task.table;
     let (drop_after, emit_at) = begin_view(conn, shared.flavor).await?;
     let sql = format!(
         "SELECT {} FROM {}.{}{}",
