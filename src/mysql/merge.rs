@@ -91,7 +91,7 @@ impl Merger {
         match m {
             Message::Register { db, table, ack, .. } => {
                 self.recording.entry((db, table)).or_default().open += 1;
-                let _ = ack.send(());
+                let _ = ack.send(self.pos);
             }
             Message::Plan(p) => {
                 self.progress = Some(p);

@@ -6,11 +6,15 @@
 //!
 //! For each chunk a worker first *registers* it with the binlog reader, which from then on
 //! records the key of every change it reads for that table, with the binlog position of the
-//! event. The reader has then read up to some position `R0`. The worker next opens a
+//! event, and answers with the position `R0` it has read to. The worker next opens a
 //! `START TRANSACTION WITH CONSISTENT SNAPSHOT` and learns the binlog position `P` its view
 //! corresponds to (MariaDB: `binlog_snapshot_file/position`, exact; MySQL: `SHOW MASTER
-//! STATUS` around the start, see below), selects the chunk and sends it to the reader. `P >=
-//! R0`, because the snapshot was taken after the reader had read `R0`.
+//! STATUS` around the start, see below). It needs `P >= R0`: every change the reader read
+//! before recording began must be in the view. That does not hold by itself, because the
+//! server sends a transaction to replicas once it is in the binlog, which can be a moment
+//! before the storage engine commits it; so a view with `P < R0` is closed and opened again
+//! until `P >= R0` (found by a stress test: without it a stale row slipped through). The
+//! worker then selects the chunk and sends it to the reader.
 //!
 //! The chunk holds, for its key range, the table as of `P`. The reader emits it (`op = "r"`)
 //! once it has read at least to `P` and is not inside a transaction, at its position `E >= P`,
@@ -26,8 +30,10 @@
 //! `P` and `E`, bounded by `[snapshot] max_in_flight_chunks`.
 //!
 //! On MySQL, which does not report the snapshot's binlog position, `P` is read with `SHOW
-//! MASTER STATUS` right after the snapshot opens and keys that changed after the position read
-//! *before* it opened are dropped too (the DBLog low/high watermark window).
+//! MASTER STATUS` right after the snapshot opens, and every key that changed since recording
+//! began (`R0`) is dropped (the DBLog low/high watermark window). A transaction the reader
+//! read before `R0` but the engine had not yet committed when the view opened would still be
+//! missed: on MySQL this is a documented, narrow window; MariaDB closes it exactly.
 //!
 //! Invariant: snapshot rows are emitted only between transactions, at strictly increasing
 //! positions, and a snapshot row never follows a binlog change of its key that is newer.
@@ -179,12 +185,13 @@ pub struct Chunk {
 pub enum Message {
     /// The plan (sent first): every range, with what a resumed run had already done.
     Plan(SnapshotProgress),
-    /// Start recording changed keys of `db.table`; answer on `ack` once recording.
+    /// Start recording changed keys of `db.table`; answer on `ack`, once recording, with the
+    /// position the reader has read to.
     Register {
         id: u64,
         db: String,
         table: String,
-        ack: oneshot::Sender<()>,
+        ack: oneshot::Sender<BinlogPos>,
     },
     Chunk(Chunk),
     /// A registration of `db.table` ends without (more) chunks: its worker failed.
@@ -550,7 +557,42 @@ async fn open_connection(cfg: &Config) -> Result<Conn> {
 }
 
 /// Opens a consistent snapshot and returns (drop_after, emit_at) binlog positions.
-async fn begin_view(conn: &mut Conn, flavor: Flavor) -> Result<(BinlogPos, BinlogPos)> {
+///
+/// The view must include everything the reader had read when the chunk registered
+/// (`read_to`): the server sends a transaction to replicas as soon as it is in the binlog,
+/// which can be a moment before the storage engine commits it, and a view opened in that
+/// moment would miss a change the reader has already emitted. On MariaDB, whose snapshot
+/// position is exact, a view older than `read_to` is closed and opened again.
+async fn begin_view(
+    conn: &mut Conn,
+    flavor: Flavor,
+    read_to: BinlogPos,
+) -> Result<(BinlogPos, BinlogPos)> {
+    let started = std::time::Instant::now();
+    loop {
+        let (drop_after, emit_at) = open_view(conn, flavor).await?;
+        if flavor == Flavor::MySql {
+            // No exact view position: drop every key changed since recording began.
+            return Ok((drop_after.min(read_to), emit_at));
+        }
+        if drop_after >= read_to {
+            return Ok((drop_after, emit_at));
+        }
+        tracing::debug!(view = ?drop_after, reader = ?read_to, "snapshot view older than what the reader read: reopening");
+        conn.query_drop("COMMIT")
+            .await
+            .map_err(Error::mysql("snapshot: COMMIT"))?;
+        if started.elapsed().as_secs() >= 30 {
+            return Err(Error::Unsupported(format!(
+                "the server's snapshot position ({drop_after:?}) stayed behind what the binlog \
+                 reader had read ({read_to:?}) for 30 s"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
+async fn open_view(conn: &mut Conn, flavor: Flavor) -> Result<(BinlogPos, BinlogPos)> {
     let e = |what: &str| Error::mysql(format!("snapshot: {what}"));
     match flavor {
         Flavor::MariaDb => {
@@ -611,7 +653,9 @@ async fn in_flight_slot(shared: &Shared) -> Result<OwnedSemaphorePermit> {
         .map_err(|_| Error::Unsupported("snapshot stopped".into()))
 }
 
-async fn register(shared: &Shared, t: &TableSchema) -> Result<u64> {
+/// Registers a chunk with the reader: returns its id and the position the reader had read
+/// to when it started recording (the view must not be older than that).
+async fn register(shared: &Shared, t: &TableSchema) -> Result<(u64, BinlogPos)> {
     let id = shared
         .next_id
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -622,10 +666,13 @@ async fn register(shared: &Shared, t: &TableSchema) -> Result<u64> {
         table: t.table.clone(),
         ack,
     };
-    if shared.tx.send(msg).await.is_err() || acked.await.is_err() {
+    if shared.tx.send(msg).await.is_err() {
         return Err(Error::Unsupported("the binlog reader stopped".into()));
     }
-    Ok(id)
+    let read_to = acked
+        .await
+        .map_err(|_| Error::Unsupported("the binlog reader stopped".into()))?;
+    Ok((id, read_to))
 }
 
 async fn worker(cfg: &Config, shared: &Shared) -> Result<()> {
@@ -660,9 +707,9 @@ async fn keyed_range(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u6
     let mut total = 0u64;
     loop {
         let permit = in_flight_slot(shared).await?;
-        let id = register(shared, t).await?;
+        let (id, read_to) = register(shared, t).await?;
         let (rows, full, drop_after, emit_at) =
-            match read_chunk(conn, shared, task, &mut after).await {
+            match read_chunk(conn, shared, task, &mut after, read_to).await {
                 Ok(read) => read,
                 Err(e) => {
                     release(shared, t).await;
@@ -699,10 +746,11 @@ async fn read_chunk(
     shared: &Shared,
     task: &Task,
     after: &mut Option<Vec<My>>,
+    read_to: BinlogPos,
 ) -> Result<(Vec<Row>, bool, BinlogPos, BinlogPos)> {
     let t = &task.table;
     let keys = key_names(t);
-    let (drop_after, emit_at) = begin_view(conn, shared.flavor).await?;
+    let (drop_after, emit_at) = begin_view(conn, shared.flavor, read_to).await?;
     let mut conds = Vec::new();
     let mut params = Vec::new();
     match (&*after, &task.from_incl) {
@@ -770,17 +818,23 @@ async fn release(shared: &Shared, t: &TableSchema) {
 /// server waits while the merger holds `max_in_flight_chunks`, so memory stays bounded).
 async fn whole_table(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u64> {
     let t = &task.table;
-    let id = register(shared, t).await?;
-    let r = stream_table(conn, shared, task, id).await;
+    let (id, read_to) = register(shared, t).await?;
+    let r = stream_table(conn, shared, task, id, read_to).await;
     if r.is_err() {
         release(shared, t).await;
     }
     r
 }
 
-async fn stream_table(conn: &mut Conn, shared: &Shared, task: &Task, id: u64) -> Result<u64> {
+async fn stream_table(
+    conn: &mut Conn,
+    shared: &Shared,
+    task: &Task,
+    id: u64,
+    read_to: BinlogPos,
+) -> Result<u64> {
     let t = &task.table;
-    let (drop_after, emit_at) = begin_view(conn, shared.flavor).await?;
+    let (drop_after, emit_at) = begin_view(conn, shared.flavor, read_to).await?;
     let sql = format!(
         "SELECT {} FROM {}.{}{}",
         task.select,
