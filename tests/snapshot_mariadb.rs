@@ -46,6 +46,19 @@ fn row_of(img: &Value) -> (i64, String) {
     )
 }
 
+/// The table under test as the server has it now.
+fn table_contents(db: &MariaDb) -> Table {
+    db.query_rows("SELECT k1, k2, v, s FROM cdc.t")
+        .into_iter()
+        .map(|r| {
+            (
+                (r[0].parse().unwrap(), r[1].clone()),
+                (r[2].parse().unwrap(), r[3].clone()),
+            )
+        })
+        .collect()
+}
+
 /// Random single-row and multi-row transactions until `stop`.
 async fn write(url: String, seed: u64, rows: i64, stop: Arc<AtomicBool>) -> u64 {
     let mut conn = mysql_async::Conn::from_url(url)
@@ -184,31 +197,17 @@ fn run(seed: u64, parallelism: usize) {
         if c["table"] == "done" {
             break;
         }
-        match c["op"].as_str().unwrap() {
-            "r" => {
-                snapshot_rows += 1;
-                changes_before_last_read += changes_since_read;
-                changes_since_read = 0;
-                table.insert(key_of(&c["after"]), row_of(&c["after"]));
-                // Stop the writer once the snapshot is well under way... but let it overlap.
-                if snapshot_rows >= rows as usize * 9 / 10 {
-                    stop.store(true, Ordering::Relaxed);
-                }
+        apply(&mut table, &c);
+        if c["op"] == "r" {
+            snapshot_rows += 1;
+            changes_before_last_read += changes_since_read;
+            changes_since_read = 0;
+            // Stop the writer once the snapshot is well under way... but let it overlap.
+            if snapshot_rows >= rows as usize * 9 / 10 {
+                stop.store(true, Ordering::Relaxed);
             }
-            "c" => {
-                changes_since_read += 1;
-                table.insert(key_of(&c["after"]), row_of(&c["after"]));
-            }
-            "u" => {
-                changes_since_read += 1;
-                table.remove(&key_of(&c["before"]));
-                table.insert(key_of(&c["after"]), row_of(&c["after"]));
-            }
-            "d" => {
-                changes_since_read += 1;
-                table.remove(&key_of(&c["before"]));
-            }
-            op => panic!("unexpected op {op}"),
+        } else {
+            changes_since_read += 1;
         }
         if stop.load(Ordering::Relaxed) {
             if let Some(w) = writer.take() {
@@ -225,16 +224,7 @@ fn run(seed: u64, parallelism: usize) {
     let errors = errors.lock().unwrap().clone();
     assert!(errors.is_empty(), "seed {seed}: binlake failed: {errors:?}");
 
-    let expected: Table = db
-        .query_rows("SELECT k1, k2, v, s FROM cdc.t")
-        .into_iter()
-        .map(|r| {
-            (
-                (r[0].parse().unwrap(), r[1].clone()),
-                (r[2].parse().unwrap(), r[3].clone()),
-            )
-        })
-        .collect();
+    let expected = table_contents(&db);
     assert!(
         ops > 100,
         "seed {seed}: the writer ran only {ops} statements"
@@ -594,16 +584,7 @@ fn snapshot_resumes_after_kill_9_from_the_last_completed_chunk() {
         for c in before.iter().chain(&after).filter(|c| c["table"] == "t") {
             apply(&mut table, c);
         }
-        let expected: Table = db
-            .query_rows("SELECT k1, k2, v, s FROM cdc.t")
-            .into_iter()
-            .map(|r| {
-                (
-                    (r[0].parse().unwrap(), r[1].clone()),
-                    (r[2].parse().unwrap(), r[3].clone()),
-                )
-            })
-            .collect();
+        let expected = table_contents(&db);
         assert_eq!(table.len(), expected.len(), "trial {trial}: row count");
         assert!(table == expected, "trial {trial}: contents differ");
     }
