@@ -67,6 +67,8 @@ pub struct ResumePoint {
 
 struct CachedTable {
     tme: Vec<u8>,
+    /// (db, table) the map names.
+    name: (String, String),
     decoder: Option<Arc<TableDecoder>>,
 }
 
@@ -151,9 +153,10 @@ impl Decoder {
     }
 
     pub fn set_server_table(&mut self, db: &str, table: &str, info: ServerTable) {
-        self.server_tables
-            .insert((db.to_string(), table.to_string()), info);
-        self.tables.clear();
+        let name = (db.to_string(), table.to_string());
+        // Only this table's decoder was built without these facts.
+        self.tables.retain(|_, c| c.name != name);
+        self.server_tables.insert(name, info);
     }
 
     /// Forget cached schemas (after DDL).
@@ -288,6 +291,7 @@ impl Decoder {
                     id,
                     CachedTable {
                         tme: ev.data().to_vec(),
+                        name: (db, table),
                         decoder,
                     },
                 );

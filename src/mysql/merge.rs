@@ -89,7 +89,7 @@ impl Merger {
     /// is finished.
     pub fn message(&mut self, m: Message) -> bool {
         match m {
-            Message::Register { db, table, ack, .. } => {
+            Message::Register { db, table, ack } => {
                 self.recording.entry((db, table)).or_default().open += 1;
                 let _ = ack.send(self.pos);
             }

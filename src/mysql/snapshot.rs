@@ -163,7 +163,6 @@ pub struct BinlogPos {
 
 /// Rows of one table, read in one consistent view.
 pub struct Chunk {
-    pub registration: u64,
     /// Index of its range in the plan, the last key it holds, and whether it ends the range.
     pub range: usize,
     pub last_key: Option<Vec<My>>,
@@ -188,7 +187,6 @@ pub enum Message {
     /// Start recording changed keys of `db.table`; answer on `ack`, once recording, with the
     /// position the reader has read to.
     Register {
-        id: u64,
         db: String,
         table: String,
         ack: oneshot::Sender<BinlogPos>,
@@ -228,7 +226,6 @@ struct Shared {
     tasks: Mutex<VecDeque<Task>>,
     tx: mpsc::Sender<Message>,
     in_flight: Arc<Semaphore>,
-    next_id: std::sync::atomic::AtomicU64,
     chunk_size: usize,
     flavor: Flavor,
 }
@@ -358,7 +355,6 @@ async fn run_tasks(
         tasks: Mutex::new(tasks),
         tx: tx.clone(),
         in_flight: Arc::new(Semaphore::new(sc.max_in_flight_chunks.max(1))),
-        next_id: Default::default(),
         chunk_size: sc.chunk_size,
         flavor,
     });
@@ -653,15 +649,11 @@ async fn in_flight_slot(shared: &Shared) -> Result<OwnedSemaphorePermit> {
         .map_err(|_| Error::Unsupported("snapshot stopped".into()))
 }
 
-/// Registers a chunk with the reader: returns its id and the position the reader had read
-/// to when it started recording (the view must not be older than that).
-async fn register(shared: &Shared, t: &TableSchema) -> Result<(u64, BinlogPos)> {
-    let id = shared
-        .next_id
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+/// Registers a chunk with the reader: returns the position the reader had read to when it
+/// started recording (the view must not be older than that).
+async fn register(shared: &Shared, t: &TableSchema) -> Result<BinlogPos> {
     let (ack, acked) = oneshot::channel();
     let msg = Message::Register {
-        id,
         db: t.db.clone(),
         table: t.table.clone(),
         ack,
@@ -672,7 +664,7 @@ async fn register(shared: &Shared, t: &TableSchema) -> Result<(u64, BinlogPos)> 
     let read_to = acked
         .await
         .map_err(|_| Error::Unsupported("the binlog reader stopped".into()))?;
-    Ok((id, read_to))
+    Ok(read_to)
 }
 
 async fn worker(cfg: &Config, shared: &Shared) -> Result<()> {
@@ -707,7 +699,7 @@ async fn keyed_range(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u6
     let mut total = 0u64;
     loop {
         let permit = in_flight_slot(shared).await?;
-        let (id, read_to) = register(shared, t).await?;
+        let read_to = register(shared, t).await?;
         let (rows, full, drop_after, emit_at) =
             match read_chunk(conn, shared, task, &mut after, read_to).await {
                 Ok(read) => read,
@@ -718,7 +710,6 @@ async fn keyed_range(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u6
             };
         total += rows.len() as u64;
         let chunk = Chunk {
-            registration: id,
             range: task.range,
             last_key: after.clone(),
             range_done: !full,
@@ -818,8 +809,8 @@ async fn release(shared: &Shared, t: &TableSchema) {
 /// server waits while the merger holds `max_in_flight_chunks`, so memory stays bounded).
 async fn whole_table(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u64> {
     let t = &task.table;
-    let (id, read_to) = register(shared, t).await?;
-    let r = stream_table(conn, shared, task, id, read_to).await;
+    let read_to = register(shared, t).await?;
+    let r = stream_table(conn, shared, task, read_to).await;
     if r.is_err() {
         release(shared, t).await;
     }
@@ -830,7 +821,6 @@ async fn stream_table(
     conn: &mut Conn,
     shared: &Shared,
     task: &Task,
-    id: u64,
     read_to: BinlogPos,
 ) -> Result<u64> {
     let t = &task.table;
@@ -861,7 +851,6 @@ async fn stream_table(
         let closes = rows.len() < shared.chunk_size;
         total += rows.len() as u64;
         let chunk = Chunk {
-            registration: id,
             range: task.range,
             last_key: None,
             range_done: closes,
