@@ -36,6 +36,150 @@ pub struct Config {
     pub snapshot: SnapshotConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    #[serde(default)]
+    pub registry: RegistryConfig,
+}
+
+/// The Kafka cluster `binlake run` writes to (and the embedded registry stores schemas in).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port...]`.
+    #[serde(default = "default_brokers")]
+    pub brokers: String,
+    /// Topics are `{topic_prefix}.{db}.{table}`; positions go to `{topic_prefix}.offsets`.
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    /// Partitions of each table topic binlake creates.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    /// Replication factor of the topics binlake creates.
+    #[serde(default = "default_replication")]
+    pub replication_factor: i32,
+    /// Further topic configs for the topics binlake creates (`"min.compaction.lag.ms" = "0"`).
+    #[serde(default)]
+    pub topic_config: std::collections::BTreeMap<String, String>,
+    /// Accept an existing table topic whose cleanup.policy is not `compact`.
+    #[serde(default)]
+    pub allow_non_compacted: bool,
+    /// What a deleted row becomes (see [`DeleteMode`]).
+    #[serde(default)]
+    pub deletes: DeleteMode,
+    /// Where the source position is committed (see [`OffsetStore`]).
+    #[serde(default)]
+    pub offsets: OffsetStore,
+    /// The file for `offsets = "file"`.
+    pub offsets_file: Option<PathBuf>,
+    /// Records and position commits go in Kafka transactions with this id (the broker must
+    /// support transactions).
+    pub transactional_id: Option<String>,
+    /// Seconds a record may wait for the broker (retrying) before binlake stops with an error.
+    #[serde(default = "default_message_timeout")]
+    pub message_timeout_secs: u32,
+    /// librdkafka properties passed through to every client (SASL, SSL, tuning), e.g.
+    /// `"security.protocol" = "SASL_SSL"`.
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: default_brokers(),
+            topic_prefix: default_topic_prefix(),
+            partitions: default_partitions(),
+            replication_factor: default_replication(),
+            topic_config: Default::default(),
+            allow_non_compacted: false,
+            deletes: DeleteMode::default(),
+            offsets: OffsetStore::default(),
+            offsets_file: None,
+            transactional_id: None,
+            message_timeout_secs: default_message_timeout(),
+            properties: Default::default(),
+        }
+    }
+}
+
+/// What a deleted row becomes in its topic.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeleteMode {
+    /// A record with `__op = "d"` and the before-image, then a tombstone (default).
+    #[default]
+    RecordAndTombstone,
+    /// Only the tombstone.
+    TombstoneOnly,
+}
+
+/// Where `binlake run` commits its source position.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum OffsetStore {
+    /// The compacted topic `{topic_prefix}.offsets` (default).
+    #[default]
+    Kafka,
+    /// The local file `offsets_file`, written atomically.
+    File,
+}
+
+/// The Confluent-compatible schema registry: the client settings `binlake run` uses, and the
+/// embedded server `binlake registry` runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Base URL, `http://host:port` or `https://...`.
+    #[serde(default = "default_registry_url")]
+    pub url: String,
+    /// Basic-auth user and password (password also from `password_file`).
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// PEM CA for an https registry (default: the system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// `binlake registry`: address to listen on (default: the host:port of `url`).
+    pub listen: Option<String>,
+    /// `binlake registry`: the compacted topic holding the schemas (Confluent's name).
+    #[serde(default = "default_schemas_topic")]
+    pub topic: String,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            url: default_registry_url(),
+            username: None,
+            password: None,
+            password_file: None,
+            ca_file: None,
+            listen: None,
+            topic: default_schemas_topic(),
+        }
+    }
+}
+
+fn default_brokers() -> String {
+    "127.0.0.1:9092".into()
+}
+fn default_topic_prefix() -> String {
+    "binlake".into()
+}
+fn default_partitions() -> i32 {
+    3
+}
+fn default_replication() -> i32 {
+    1
+}
+fn default_message_timeout() -> u32 {
+    300
+}
+fn default_registry_url() -> String {
+    "http://127.0.0.1:8081".into()
+}
+fn default_schemas_topic() -> String {
+    "_schemas".into()
 }
 
 /// The local HTTP admin endpoint of a running `tail` (on-demand snapshots).
@@ -318,6 +462,39 @@ impl Config {
                 ));
             }
         }
+        if self.kafka.offsets == OffsetStore::File && self.kafka.offsets_file.is_none() {
+            return Err(key(
+                "kafka.offsets_file",
+                "required when kafka.offsets = \"file\": the file binlake keeps its position in",
+            ));
+        }
+        if self.kafka.partitions < 1 {
+            return Err(key("kafka.partitions", "must be at least 1"));
+        }
+        if self.kafka.topic_prefix.is_empty()
+            || !self
+                .kafka
+                .topic_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(key(
+                "kafka.topic_prefix",
+                "must be non-empty and use only letters, digits, '.', '_' and '-'",
+            ));
+        }
+        if !(self.registry.url.starts_with("http://") || self.registry.url.starts_with("https://")) {
+            return Err(key(
+                "registry.url",
+                &format!("`{}` is not an http:// or https:// URL", self.registry.url),
+            ));
+        }
+        if self.registry.password.is_some() && self.registry.password_file.is_some() {
+            return Err(key(
+                "registry.password",
+                "set either password or password_file, not both",
+            ));
+        }
         if self.mysql.server_id == 0 {
             return Err(key(
                 "mysql.server_id",
@@ -362,17 +539,38 @@ impl Config {
         Ok(self)
     }
 
+    /// The registry's basic-auth password, read from `password_file` when set.
+    pub fn registry_password(&self) -> Result<Option<String>, ConfigError> {
+        read_secret(
+            "registry.password_file",
+            self.registry.password_file.as_deref(),
+            &self.registry.password,
+        )
+    }
+
     /// The MySQL password, read from `password_file` when set.
     pub fn mysql_password(&self) -> Result<Option<String>, ConfigError> {
-        if let Some(f) = &self.mysql.password_file {
-            let s = std::fs::read_to_string(f).map_err(|e| ConfigError::Key {
-                key: "mysql.password_file".into(),
-                message: format!("cannot read {}: {e}", f.display()),
-            })?;
-            return Ok(Some(s.trim_end_matches(['\n', '\r']).to_string()));
-        }
-        Ok(self.mysql.password.clone())
+        read_secret(
+            "mysql.password_file",
+            self.mysql.password_file.as_deref(),
+            &self.mysql.password,
+        )
     }
+}
+
+fn read_secret(
+    key: &str,
+    file: Option<&Path>,
+    plain: &Option<String>,
+) -> Result<Option<String>, ConfigError> {
+    if let Some(f) = file {
+        let s = std::fs::read_to_string(f).map_err(|e| ConfigError::Key {
+            key: key.into(),
+            message: format!("cannot read {}: {e}", f.display()),
+        })?;
+        return Ok(Some(s.trim_end_matches(['\n', '\r']).to_string()));
+    }
+    Ok(plain.clone())
 }
 
 fn deserialize(doc: &toml::Table) -> Result<Config, (String, String)> {
@@ -470,7 +668,7 @@ mod tests {
         let doc: toml::Table = text.parse().unwrap();
         let mut sections: Vec<&String> = doc.keys().collect();
         sections.sort();
-        assert_eq!(sections, ["admin", "capture", "mysql", "snapshot"]);
+        assert_eq!(sections, ["admin", "capture", "kafka", "mysql", "registry", "snapshot"]);
     }
 
     #[test]
