@@ -271,6 +271,10 @@ pub struct MysqlConfig {
     /// Seconds to wait for a connection.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: u32,
+    /// `binlake run`: seconds to keep reconnecting (with backoff) after the connection is
+    /// lost before stopping with an error.
+    #[serde(default = "default_retry")]
+    pub retry_secs: u32,
 }
 
 impl Default for MysqlConfig {
@@ -285,6 +289,7 @@ impl Default for MysqlConfig {
             tls: TlsConfig::default(),
             heartbeat_secs: default_heartbeat(),
             connect_timeout_secs: default_connect_timeout(),
+            retry_secs: default_retry(),
         }
     }
 }
@@ -358,6 +363,9 @@ fn default_heartbeat() -> u32 {
 }
 fn default_connect_timeout() -> u32 {
     10
+}
+fn default_retry() -> u32 {
+    300
 }
 
 const ENV_PREFIX: &str = "BINLAKE_";
@@ -483,7 +491,8 @@ impl Config {
                 "must be non-empty and use only letters, digits, '.', '_' and '-'",
             ));
         }
-        if !(self.registry.url.starts_with("http://") || self.registry.url.starts_with("https://")) {
+        if !(self.registry.url.starts_with("http://") || self.registry.url.starts_with("https://"))
+        {
             return Err(key(
                 "registry.url",
                 &format!("`{}` is not an http:// or https:// URL", self.registry.url),
@@ -668,7 +677,10 @@ mod tests {
         let doc: toml::Table = text.parse().unwrap();
         let mut sections: Vec<&String> = doc.keys().collect();
         sections.sort();
-        assert_eq!(sections, ["admin", "capture", "kafka", "mysql", "registry", "snapshot"]);
+        assert_eq!(
+            sections,
+            ["admin", "capture", "kafka", "mysql", "registry", "snapshot"]
+        );
     }
 
     #[test]

@@ -42,6 +42,19 @@ pub enum Error {
         context: String,
         cause: mysql_async::Error,
     },
+    #[error("{context}: {cause}")]
+    Kafka {
+        context: String,
+        cause: rdkafka::error::KafkaError,
+    },
+    /// A record Kafka did not accept in time; nothing after it was committed.
+    #[error("{0} (the position was not committed past it; binlake resumes before it)")]
+    Delivery(String),
+    /// The schema registry refused or could not be reached.
+    #[error("schema registry: {0}")]
+    Registry(String),
+    #[error(transparent)]
+    Encode(#[from] crate::avro::EncodeError),
     #[error("{0}")]
     Unsupported(String),
 }
@@ -49,6 +62,11 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    pub fn kafka(context: impl Into<String>) -> impl FnOnce(rdkafka::error::KafkaError) -> Error {
+        let context = context.into();
+        move |cause| Error::Kafka { context, cause }
+    }
+
     pub fn mysql(context: impl Into<String>) -> impl FnOnce(mysql_async::Error) -> Error {
         let context = context.into();
         move |cause| Error::Mysql { context, cause }

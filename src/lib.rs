@@ -1,13 +1,17 @@
 //! binlake: MySQL/MariaDB change-data-capture. See ARCHITECTURE.md for the pipeline.
 
 pub mod admin;
+pub mod avro;
 pub mod change;
 pub mod config;
 pub mod error;
+pub mod kafka;
 pub mod mysql;
 pub mod output;
 pub mod position;
 pub mod progress;
+pub mod registry;
+pub mod run;
 pub mod schema;
 pub mod state;
 

@@ -93,6 +93,15 @@ enum Cmd {
         #[arg(long = "where")]
         where_: Option<String>,
     },
+    /// Snapshot, then stream, every captured table into its compacted Kafka topic
+    /// ({topic_prefix}.{db}.{table}, Avro, schemas in the registry). Resumes from the committed
+    /// position; SIGTERM or Ctrl-C flushes, commits and exits 0.
+    ///
+    /// Example: binlake run --config /etc/binlake/binlake.toml
+    Run {
+        #[arg(long, env = "BINLAKE_CONFIG")]
+        config: PathBuf,
+    },
     /// Check every prerequisite on the server; exit 1 if any fails.
     Check {
         #[arg(long, env = "BINLAKE_CONFIG")]
@@ -213,33 +222,22 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 !(snapshot && cfg.snapshot.mode == SnapshotMode::Never),
                 "--snapshot with [snapshot] mode = \"never\": remove one of them"
             );
-            let mut saved = match &state_path {
+            let saved = match &state_path {
                 Some(p) => SavedState::load(p)?,
                 None => None,
             };
-            // A saved position whose binlog the server purged cannot be resumed.
-            if let Some(file) = saved
-                .as_ref()
-                .and_then(|s| s.resume_from())
-                .and_then(|r| match r {
-                    StartFrom::Position { file, .. } => Some(file),
-                    _ => None,
-                })
-            {
-                let mut conn = binlake::mysql::server::connect(&cfg).await?;
-                if !binlake::mysql::server::has_binlog(&mut conn, &file).await? {
-                    let state_file = state_path.as_deref().unwrap_or(config.as_path()).display();
-                    anyhow::ensure!(
-                        snapshot && cfg.snapshot.mode == SnapshotMode::WhenNeeded,
-                        "the saved position is in binlog file {file}, which the server has purged: \
-                         changes since then are lost to binlake. Re-snapshot: set [snapshot] mode = \
-                         \"when_needed\" and run with --snapshot, or delete {state_file} and start \
-                         over; keep binlogs longer (binlog_expire_logs_seconds) to avoid this"
-                    );
-                    tracing::warn!(%file, "the saved position's binlog was purged: snapshotting the configured tables again (snapshot.mode = when_needed)");
-                    saved = None;
-                }
-            }
+            let saved = binlake::state::drop_if_purged(
+                &cfg,
+                saved,
+                snapshot && cfg.snapshot.mode == SnapshotMode::WhenNeeded,
+                "set [snapshot] mode = \"when_needed\" and run with --snapshot",
+                &state_path
+                    .as_deref()
+                    .unwrap_or(config.as_path())
+                    .display()
+                    .to_string(),
+            )
+            .await?;
             let from = match saved.as_ref().and_then(SavedState::resume_from) {
                 Some(resume) => {
                     tracing::info!(?resume, "resuming from the saved state");
@@ -259,10 +257,9 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 None => None,
             };
             let (tx, mut rx) = mpsc::channel::<Batch>(64);
-            let source =
-                tokio::spawn(
-                    async move { replication::stream(&cfg, from, snapshot, adhoc, tx).await },
-                );
+            let source = tokio::spawn(async move {
+                replication::stream(&cfg, from, snapshot, adhoc, None, tx).await
+            });
             let mut printer = Printer::new(format, limit);
             let mut bars = if snapshot_requested {
                 binlake::progress::Bars::for_terminal()
@@ -386,6 +383,11 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Cmd::Run { config } => {
+            let cfg = Config::load(&config)?;
+            binlake::run::run(&cfg, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Check { config } => {
             let cfg = Config::load(&config)?;
             let findings = check::run(&cfg).await?;
@@ -402,4 +404,28 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down: flushing and committing");
 }

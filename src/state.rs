@@ -89,6 +89,37 @@ impl SavedState {
     }
 }
 
+/// A saved state whose binlog the server has purged cannot be resumed: with `resnapshot`
+/// (snapshot mode `when_needed`) it is dropped, so the caller snapshots again; otherwise this
+/// is an error that says how to recover (`how` names the way to re-snapshot, `where_` the
+/// state's location).
+pub async fn drop_if_purged(
+    cfg: &crate::config::Config,
+    saved: Option<SavedState>,
+    resnapshot: bool,
+    how: &str,
+    where_: &str,
+) -> Result<Option<SavedState>> {
+    let Some(crate::position::StartFrom::Position { file, .. }) =
+        saved.as_ref().and_then(SavedState::resume_from)
+    else {
+        return Ok(saved);
+    };
+    let mut conn = crate::mysql::server::connect(cfg).await?;
+    if crate::mysql::server::has_binlog(&mut conn, &file).await? {
+        return Ok(saved);
+    }
+    if !resnapshot {
+        return Err(Error::Unsupported(format!(
+            "the saved position is in binlog file {file}, which the server has purged: changes \
+             since then are lost to binlake. Re-snapshot: {how}, or delete {where_} and start \
+             over; keep binlogs longer (binlog_expire_logs_seconds) to avoid this"
+        )));
+    }
+    tracing::warn!(%file, "the saved position's binlog was purged: snapshotting the configured tables again (snapshot.mode = when_needed)");
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

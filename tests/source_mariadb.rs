@@ -514,7 +514,7 @@ fn changes_carry_their_commit_boundary() {
         let (tx, mut rx) = tokio::sync::mpsc::channel(4);
         let from: binlake::StartFrom = start.parse().unwrap();
         let source = tokio::spawn(async move {
-            binlake::mysql::replication::stream(&cfg, from, None, None, tx).await
+            binlake::mysql::replication::stream(&cfg, from, None, None, None, tx).await
         });
         let mut seen = Vec::new();
         while seen.len() < 4 {

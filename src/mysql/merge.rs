@@ -38,6 +38,12 @@ pub struct Merger {
     pub progress: Option<SnapshotProgress>,
     /// `progress` changed since it was last taken.
     progress_changed: bool,
+    /// Resumption fence: the highest position a previous run may have delivered. Records up
+    /// to it are a replay, which consumers drop by position (`kafka::dedup`); a snapshot row
+    /// emitted at or before it would be dropped too, though its content is new. So no chunk
+    /// is emitted until the stream has passed the fence (at the fence's own offset, after its
+    /// snapshot index).
+    pub fence: Option<crate::position::Position>,
     /// When progress was last logged, and when the snapshot started.
     reported: Option<std::time::Instant>,
     started: Option<std::time::Instant>,
@@ -164,6 +170,9 @@ impl Merger {
         if !self.pending.is_empty() {
             self.report();
         }
+        if self.fenced() {
+            return;
+        }
         let mut i = 0;
         while i < self.pending.len() {
             if self.pending[i].emit_at <= self.pos {
@@ -173,6 +182,31 @@ impl Merger {
                 i += 1;
             }
         }
+    }
+
+    /// True while emitting here would place snapshot rows at or before the fence.
+    fn fenced(&mut self) -> bool {
+        let Some(f) = &self.fence else {
+            return false;
+        };
+        let (here, fence) = (
+            (self.pos.file_seq, self.pos.offset),
+            (f.file_seq(), f.offset),
+        );
+        if here < fence || (here == fence && f.snapshot.is_none()) {
+            return true;
+        }
+        if here == fence {
+            if self.snap_offset != self.pos.offset {
+                self.snap_offset = self.pos.offset;
+                self.snap_next = 0;
+            }
+            self.snap_next = self
+                .snap_next
+                .max(f.snapshot.unwrap_or(0).saturating_add(1));
+        }
+        self.fence = None;
+        false
     }
 
     fn emit(&mut self, chunk: Chunk, file: &Arc<str>, out: &mut Vec<crate::change::Change>) {

@@ -37,11 +37,14 @@ pub struct Batch {
 /// With `snapshot`, every captured table's existing rows are read and merged into the stream
 /// (see `snapshot.rs`): an empty progress plans a new snapshot, a saved one resumes it. Start
 /// from `end` for a snapshot-then-stream. Requests on `adhoc` start on-demand snapshots.
+/// `fence`: the highest position a previous run may already have delivered; no snapshot row
+/// is emitted at or before it (see [`Merger::fence`]).
 pub async fn stream(
     cfg: &Config,
     start: StartFrom,
     snapshot: Option<SnapshotProgress>,
     adhoc: Option<mpsc::Receiver<snapshot::AdhocRequest>>,
+    fence: Option<crate::position::Position>,
     tx: mpsc::Sender<Batch>,
 ) -> Result<()> {
     let mut meta = server::connect(cfg).await?;
@@ -118,6 +121,7 @@ pub async fn stream(
         file_seq: file_seq(&file),
         offset: pos,
     });
+    merger.fence = fence;
     // Snapshot workers (the initial snapshot and on-demand ones) all talk to the merger over
     // one channel, which stays open while the stream runs.
     let (snap_tx, mut snap_rx) = mpsc::channel(64);

@@ -1,0 +1,294 @@
+//! The producer: idempotent librdkafka producer plus an acknowledgement watermark.
+//!
+//! Every record gets a sequence number in send order. Kafka acknowledges records out of order
+//! across partitions; [`Acks`] keeps the watermark `acked`: every record with a smaller
+//! sequence number is acknowledged. Invariant: a position may be committed once `acked`
+//! passed the last record sent before it; a record that failed for good stops the watermark
+//! forever (and the run), so nothing after it is ever committed. When librdkafka's queue is
+//! full, `send` waits: backpressure reaches the binlog reader instead of memory growing.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
+};
+use rdkafka::ClientContext;
+
+use crate::config::KafkaConfig;
+use crate::error::{Error, Result};
+
+#[derive(Default)]
+struct AckState {
+    /// Lowest sequence number not yet acknowledged.
+    acked: u64,
+    /// Acknowledged numbers above `acked` (out of order).
+    early: BTreeSet<u64>,
+    /// The first delivery that failed for good.
+    failed: Option<String>,
+}
+
+/// Shared between the producer's delivery callbacks and the pipeline.
+#[derive(Default)]
+pub struct Acks {
+    state: Mutex<AckState>,
+}
+
+impl Acks {
+    fn ack(&self, seq: u64) {
+        let Ok(mut s) = self.state.lock() else { return };
+        if seq == s.acked {
+            s.acked += 1;
+            loop {
+                let next = s.acked;
+                if !s.early.remove(&next) {
+                    break;
+                }
+                s.acked += 1;
+            }
+        } else if seq > s.acked {
+            s.early.insert(seq);
+        }
+    }
+
+    fn fail(&self, what: String) {
+        if let Ok(mut s) = self.state.lock() {
+            s.failed.get_or_insert(what);
+        }
+    }
+
+    /// Every record with a sequence number below this was acknowledged.
+    pub fn acked(&self) -> u64 {
+        self.state.lock().map(|s| s.acked).unwrap_or(0)
+    }
+
+    /// The first record that could not be written, if any.
+    pub fn failed(&self) -> Option<String> {
+        self.state.lock().ok().and_then(|s| s.failed.clone())
+    }
+}
+
+/// librdkafka context: routes delivery reports to [`Acks`], logs client errors.
+pub struct Context {
+    acks: Arc<Acks>,
+}
+
+impl ClientContext for Context {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Broker connection errors are retried by librdkafka; they are worth a warning only.
+        tracing::warn!(%error, reason, "kafka client");
+    }
+}
+
+impl ProducerContext for Context {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
+        match result {
+            Ok(_) => self.acks.ack(seq as u64),
+            Err((e, m)) => self.acks.fail(format!(
+                "writing a record to {} (partition {}) failed: {e}",
+                m.topic(),
+                m.partition()
+            )),
+        }
+    }
+}
+
+/// One record to produce.
+pub struct Record<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub key: &'a [u8],
+    /// `None`: a tombstone.
+    pub value: Option<&'a [u8]>,
+    pub pos: &'a [u8],
+    pub gtid: Option<&'a str>,
+}
+
+/// The idempotent producer and its acknowledgement watermark.
+pub struct Producer {
+    inner: ThreadedProducer<Context>,
+    acks: Arc<Acks>,
+    next: u64,
+    transactional: bool,
+}
+
+impl Producer {
+    pub fn new(k: &KafkaConfig) -> Result<Producer> {
+        let mut c = super::client_config(k);
+        // Defaults first; the user's [kafka.properties] (already in `c`) win.
+        for (name, value) in [
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "10"),
+            ("batch.num.messages", "10000"),
+            ("compression.type", "lz4"),
+            // The memory bound of the producer queue: about 64 MB.
+            ("queue.buffering.max.kbytes", "65536"),
+            ("queue.buffering.max.messages", "200000"),
+        ] {
+            if !k.properties.contains_key(name) {
+                c.set(name, value);
+            }
+        }
+        c.set(
+            "message.timeout.ms",
+            (k.message_timeout_secs as u64 * 1000).to_string(),
+        );
+        if let Some(id) = &k.transactional_id {
+            c.set("transactional.id", id);
+        }
+        let acks = Arc::new(Acks::default());
+        let inner: ThreadedProducer<Context> = c
+            .create_with_context(Context { acks: acks.clone() })
+            .map_err(Error::kafka(
+                "creating the Kafka producer (check [kafka.properties])",
+            ))?;
+        let transactional = k.transactional_id.is_some();
+        if transactional {
+            inner
+                .init_transactions(Duration::from_secs(30))
+                .map_err(Error::kafka(
+                    "initializing Kafka transactions (does the broker support them? unset \
+                     [kafka] transactional_id otherwise)",
+                ))?;
+            inner
+                .begin_transaction()
+                .map_err(Error::kafka("beginning a Kafka transaction"))?;
+        }
+        Ok(Producer {
+            inner,
+            acks,
+            next: 0,
+            transactional,
+        })
+    }
+
+    /// Queues one record; waits while librdkafka's queue is full. Returns its sequence number.
+    pub async fn send(&mut self, r: &Record<'_>) -> Result<u64> {
+        let seq = self.next;
+        let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header {
+            key: "binlake.pos",
+            value: Some(r.pos),
+        });
+        if let Some(g) = r.gtid {
+            headers = headers.insert(Header {
+                key: "binlake.gtid",
+                value: Some(g.as_bytes()),
+            });
+        }
+        let mut record = BaseRecord::with_opaque_to(r.topic, seq as usize)
+            .partition(r.partition)
+            .key(r.key)
+            .headers(headers);
+        if let Some(v) = r.value {
+            record = record.payload(v);
+        }
+        let mut waited = 0u32;
+        loop {
+            match self.inner.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    if let Some(f) = self.acks.failed() {
+                        return Err(Error::Delivery(f));
+                    }
+                    waited += 1;
+                    if waited % 5000 == 0 {
+                        tracing::warn!(
+                            in_flight = self.inner.in_flight_count(),
+                            "the Kafka producer queue is full: waiting for the broker"
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((e, _)) => {
+                    return Err(Error::Kafka {
+                        context: format!("queueing a record for {}", r.topic),
+                        cause: e,
+                    })
+                }
+            }
+        }
+        self.next += 1;
+        Ok(seq)
+    }
+
+    /// Sequence number the next record will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    pub fn acks(&self) -> &Acks {
+        &self.acks
+    }
+
+    /// Records queued or in flight.
+    pub fn in_flight(&self) -> i32 {
+        self.inner.in_flight_count()
+    }
+
+    /// Waits until every record sent is acknowledged (or failed), up to `timeout`.
+    pub async fn flush(&self, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(f) = self.acks.failed() {
+                return Err(Error::Delivery(f));
+            }
+            if self.acks.acked() >= self.next {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Unsupported(format!(
+                    "Kafka did not acknowledge {} records within {}s",
+                    self.next - self.acks.acked(),
+                    timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Transactional mode: commits the open transaction (records and the position record
+    /// produced in it) and begins the next.
+    pub fn commit_transaction(&self) -> Result<()> {
+        if !self.transactional {
+            return Ok(());
+        }
+        self.inner
+            .commit_transaction(Duration::from_secs(60))
+            .map_err(Error::kafka("committing the Kafka transaction"))?;
+        self.inner
+            .begin_transaction()
+            .map_err(Error::kafka("beginning a Kafka transaction"))
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.transactional
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watermark_waits_for_the_oldest_record() {
+        let a = Acks::default();
+        a.ack(1);
+        a.ack(2);
+        assert_eq!(a.acked(), 0);
+        a.ack(0);
+        assert_eq!(a.acked(), 3);
+        a.ack(4);
+        assert_eq!(a.acked(), 3);
+        a.fail("x".into());
+        a.ack(3);
+        assert_eq!(a.acked(), 5);
+        assert_eq!(a.failed().as_deref(), Some("x"));
+    }
+}

@@ -1,0 +1,197 @@
+//! Client of a Confluent-compatible schema registry (Confluent's, Karapace, `binlake
+//! registry`): register under TopicNameStrategy subjects, ask for compatibility first, cache
+//! ids. HTTPS with a custom CA and basic auth.
+//!
+//! Invariant: an id is used in a record only after the registry returned it for exactly that
+//! schema text, so every record a consumer reads resolves to the schema it was written with.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+pub struct RegistryClient {
+    http: reqwest::Client,
+    base: String,
+    auth: Option<(String, Option<String>)>,
+    /// (subject, schema text) → id.
+    ids: HashMap<(String, String), u32>,
+}
+
+/// The registry's verdict on a new schema for a subject.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Compatibility {
+    Compatible,
+    /// The subject has no version yet.
+    NewSubject,
+    /// With the registry's reasons, when it gave any.
+    Incompatible(Vec<String>),
+}
+
+#[derive(Deserialize)]
+struct RegistryError {
+    error_code: Option<i64>,
+    message: Option<String>,
+}
+
+impl RegistryClient {
+    pub fn new(cfg: &Config) -> Result<RegistryClient> {
+        let mut b = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(10));
+        if let Some(ca) = &cfg.registry.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| Error::Io {
+                context: format!("reading registry.ca_file {}", ca.display()),
+                cause: e,
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                Error::Registry(format!(
+                    "registry.ca_file {} is not a PEM certificate: {e}",
+                    ca.display()
+                ))
+            })?;
+            b = b.add_root_certificate(cert);
+        }
+        let http = b
+            .build()
+            .map_err(|e| Error::Registry(format!("cannot build the HTTP client: {e}")))?;
+        let auth = match &cfg.registry.username {
+            Some(u) => Some((u.clone(), cfg.registry_password()?)),
+            None => None,
+        };
+        Ok(RegistryClient {
+            http,
+            base: cfg.registry.url.trim_end_matches('/').to_string(),
+            auth,
+            ids: HashMap::new(),
+        })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(u16, serde_json::Value)> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self
+            .http
+            .request(method, &url)
+            .header("Accept", CONTENT_TYPE);
+        if let Some((u, p)) = &self.auth {
+            req = req.basic_auth(u, p.as_deref());
+        }
+        if let Some(b) = body {
+            req = req.header("Content-Type", CONTENT_TYPE).body(b.to_string());
+        }
+        let resp = req.send().await.map_err(|e| {
+            Error::Registry(format!(
+                "{url}: {e} (is the registry at registry.url running?)"
+            ))
+        })?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| Error::Registry(format!("{url}: reading the answer: {e}")))?;
+        if status == 401 || status == 403 {
+            return Err(Error::Registry(format!(
+                "{url}: HTTP {status}: check registry.username and the password"
+            )));
+        }
+        let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        Ok((status, value))
+    }
+
+    fn failure(path: &str, status: u16, body: &serde_json::Value) -> Error {
+        let e: Option<RegistryError> = serde_json::from_value(body.clone()).ok();
+        let msg = e
+            .as_ref()
+            .and_then(|e| e.message.clone())
+            .unwrap_or_else(|| body.to_string());
+        let code = e.and_then(|e| e.error_code).unwrap_or(status as i64);
+        Error::Registry(format!("{path}: HTTP {status} (error {code}): {msg}"))
+    }
+
+    /// Asks whether `schema` may become the next version of `subject`.
+    pub async fn check(&self, subject: &str, schema: &str) -> Result<Compatibility> {
+        let path = format!(
+            "/compatibility/subjects/{}/versions/latest?verbose=true",
+            encode(subject)
+        );
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                &path,
+                Some(json!({ "schema": schema })),
+            )
+            .await?;
+        match status {
+            200 => {
+                if body["is_compatible"].as_bool() == Some(true) {
+                    Ok(Compatibility::Compatible)
+                } else {
+                    let reasons = body["messages"]
+                        .as_array()
+                        .map(|m| {
+                            m.iter()
+                                .map(|x| {
+                                    x.as_str()
+                                        .map(str::to_string)
+                                        .unwrap_or_else(|| x.to_string())
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    Ok(Compatibility::Incompatible(reasons))
+                }
+            }
+            404 => Ok(Compatibility::NewSubject),
+            _ => Err(Self::failure(&path, status, &body)),
+        }
+    }
+
+    /// Registers `schema` under `subject` (or finds it registered) and returns its id.
+    pub async fn register(&mut self, subject: &str, schema: &str) -> Result<u32> {
+        let k = (subject.to_string(), schema.to_string());
+        if let Some(&id) = self.ids.get(&k) {
+            return Ok(id);
+        }
+        let path = format!("/subjects/{}/versions", encode(subject));
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                &path,
+                Some(json!({ "schema": schema })),
+            )
+            .await?;
+        if status != 200 {
+            return Err(Self::failure(&path, status, &body));
+        }
+        let id = body["id"]
+            .as_u64()
+            .and_then(|i| u32::try_from(i).ok())
+            .ok_or_else(|| Error::Registry(format!("{path}: the answer has no id: {body}")))?;
+        self.ids.insert(k, id);
+        Ok(id)
+    }
+}
+
+/// Percent-encodes a subject for a URL path.
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

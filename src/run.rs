@@ -1,0 +1,540 @@
+//! `binlake run`: snapshot, then stream, every captured table into its compacted topic.
+//!
+//! One path for data: the binlog reader (with the snapshot merged in) hands batches of
+//! [`Change`]s over a bounded channel; each change becomes one to three Kafka records (a
+//! key update writes delete + tombstone for the old key and a create for the new one); the
+//! producer acknowledges them out of order and [`Acks`](crate::kafka::producer::Acks) keeps
+//! the watermark.
+//!
+//! Resumption: the committed state (last position, snapshot progress) is written only after
+//! every record before it was acknowledged, so a restart replays a prefix of what follows
+//! the commit and never skips. Replayed records carry the same `binlake.pos` as the first
+//! time; consumers drop them with [`PositionFilter`](crate::kafka::dedup::PositionFilter).
+//! A restarted run reads the last `binlake.pos` of every table topic first and emits no
+//! snapshot row at or before it (`Merger::fence`), which keeps positions growing in every
+//! partition. Invariants: records leave in binlog order; nothing of a table is written past
+//! a DDL whose schema the registry refuses.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::avro::{Encoder, TableSchemas};
+use crate::change::{Change, Op, Value};
+use crate::config::{Config, OffsetStore, SnapshotMode};
+use crate::error::{Error, Result};
+use crate::kafka::dedup::{self, Part};
+use crate::kafka::offsets::{offsets_topic, Store};
+use crate::kafka::partition::partition_for;
+use crate::kafka::producer::{Producer, Record};
+use crate::kafka::topics::Topics;
+use crate::mysql::replication::{self, Batch};
+use crate::registry::client::{Compatibility, RegistryClient};
+use crate::schema::{KeySource, TableSchema};
+use crate::state::SavedState;
+use crate::StartFrom;
+
+/// Everything known about one captured table's output.
+struct TableOut {
+    schema: Arc<TableSchema>,
+    encoder: Encoder,
+    topic: String,
+    partitions: i32,
+    key_id: u32,
+    value_id: u32,
+}
+
+/// One record a change becomes: (row of the key, row of the value or `None` for a
+/// tombstone, `__op`, which part of the change).
+type Planned<'c> = (
+    Option<&'c Vec<Value>>,
+    Option<&'c Vec<Value>>,
+    &'static str,
+    Part,
+);
+
+/// Why the pump stopped.
+enum Stop {
+    Shutdown,
+    SourceEnded,
+}
+
+struct Pipeline<'a> {
+    cfg: &'a Config,
+    registry: RegistryClient,
+    topics: Topics,
+    producer: Producer,
+    store: Store,
+    tables: HashMap<(String, String), TableOut>,
+    /// The state once every record sent so far is acknowledged.
+    state: SavedState,
+    /// (records sent before it, state) not yet committed, oldest first.
+    pending: VecDeque<(u64, SavedState, Instant)>,
+    committed: Option<SavedState>,
+    key_buf: Vec<u8>,
+    value_buf: Vec<u8>,
+}
+
+/// Runs until `shutdown` resolves (then flushes and commits) or an error that retrying
+/// cannot cure.
+pub async fn run(cfg: &Config, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let mut registry = RegistryClient::new(cfg)?;
+    let mut topics = Topics::new(&cfg.kafka)?;
+    let producer = Producer::new(&cfg.kafka)?;
+    let store = match cfg.kafka.offsets {
+        OffsetStore::File => Store::from_config(cfg, None),
+        OffsetStore::Kafka => {
+            let topic = offsets_topic(cfg);
+            topics.ensure(&topic, 1).await?;
+            let id = registry
+                .register(&format!("{topic}-value"), crate::avro::OFFSETS)
+                .await?;
+            Store::from_config(cfg, Some(id))
+        }
+    };
+    let saved = store.load()?;
+    let want_snapshot = cfg.snapshot.mode != SnapshotMode::Never;
+    let saved = crate::state::drop_if_purged(
+        cfg,
+        saved,
+        cfg.snapshot.mode == SnapshotMode::WhenNeeded,
+        "set [snapshot] mode = \"when_needed\"",
+        match &store {
+            Store::File(p) => p.to_str().unwrap_or("the offsets file"),
+            Store::Kafka { .. } => "the record keyed `position` in the offsets topic",
+        },
+    )
+    .await?;
+    let fresh = saved.is_none();
+    let state = saved.unwrap_or_default();
+    let snapshot = if want_snapshot && (fresh || state.snapshot.is_some()) {
+        Some(state.snapshot.clone().unwrap_or_default())
+    } else {
+        None
+    };
+    // What a previous run may already have written: its records are replayed, not re-snapshot.
+    let prefix = format!("{}.", cfg.kafka.topic_prefix);
+    let offsets = offsets_topic(cfg);
+    let existing: Vec<(String, i32)> = topics
+        .list()?
+        .into_iter()
+        .filter(|(t, _)| t.starts_with(&prefix) && *t != offsets)
+        .collect();
+    let mut fence = topics.last_position(&existing).await?;
+    if let Some(f) = &fence {
+        tracing::info!(fence = %f, "a previous run wrote up to here: snapshot rows go after it");
+    }
+    let mut p = Pipeline {
+        cfg,
+        registry,
+        topics,
+        producer,
+        store,
+        tables: HashMap::new(),
+        committed: Some(state.clone()),
+        state,
+        pending: VecDeque::new(),
+        key_buf: Vec::with_capacity(256),
+        value_buf: Vec::with_capacity(4096),
+    };
+    tracing::info!(resume = ?p.state.resume_from(), snapshot = snapshot.is_some(), "binlake run starting");
+
+    tokio::pin!(shutdown);
+    let mut failures = 0u32;
+    let mut failing_since: Option<Instant> = None;
+    let mut snapshot = snapshot;
+    let outcome = loop {
+        let from = p.state.resume_from().unwrap_or(StartFrom::End);
+        let (tx, rx) = mpsc::channel::<Batch>(16);
+        let source_cfg = cfg.clone();
+        let source_fence = fence.clone();
+        let snap = snapshot.take();
+        let source = tokio::spawn(async move {
+            replication::stream(&source_cfg, from, snap, None, source_fence, tx).await
+        });
+        let sent_before = p.producer.next_seq();
+        let stop = p.pump(rx, &mut shutdown).await;
+        source.abort();
+        let source_result = source.await;
+        match stop {
+            Ok(Stop::Shutdown) => break Ok(()),
+            Err(e) => break Err(e),
+            Ok(Stop::SourceEnded) => {}
+        }
+        let err = match source_result {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => Error::Unsupported("the binlog stream ended".into()),
+            Err(e) => Error::Unsupported(format!("the binlog reader task failed: {e}")),
+        };
+        if !retryable(&err) {
+            break Err(err);
+        }
+        if p.producer.next_seq() > sent_before {
+            failures = 0;
+            failing_since = None;
+        }
+        let since = *failing_since.get_or_insert_with(Instant::now);
+        if since.elapsed() > Duration::from_secs(cfg.mysql.retry_secs as u64) {
+            break Err(Error::Unsupported(format!(
+                "MySQL at {}:{} stayed unreachable for {}s ([mysql] retry_secs); last error: {err}",
+                cfg.mysql.host, cfg.mysql.port, cfg.mysql.retry_secs
+            )));
+        }
+        let wait = Duration::from_secs(1 << failures.min(5));
+        failures += 1;
+        tracing::warn!(error = %err, retry_in_secs = wait.as_secs(), "binlog stream failed; reconnecting");
+        tokio::time::sleep(wait).await;
+        // Resume after what was sent: it may be written already, so no new snapshot row may
+        // land at or before it.
+        fence = p.state.last.clone().or(fence);
+        snapshot = p.state.snapshot.clone().filter(|s| !s.complete);
+    };
+    let drained = p.drain(outcome.is_ok()).await;
+    outcome.and(drained)
+}
+
+/// Errors a reconnect may cure: the connection, not the data.
+fn retryable(e: &Error) -> bool {
+    match e {
+        Error::Mysql { cause, .. } => {
+            matches!(
+                cause,
+                mysql_async::Error::Io(_) | mysql_async::Error::Driver(_)
+            ) || matches!(cause, mysql_async::Error::Server(s) if s.code == 1040 || s.code == 1053 || s.code == 1927 || s.code == 2013)
+        }
+        Error::Io { .. } => true,
+        _ => false,
+    }
+}
+
+impl Pipeline<'_> {
+    async fn pump(
+        &mut self,
+        mut rx: mpsc::Receiver<Batch>,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<Stop> {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.as_mut() => return Ok(Stop::Shutdown),
+                _ = tick.tick() => self.commit_ready().await?,
+                b = rx.recv() => match b {
+                    None => return Ok(Stop::SourceEnded),
+                    Some(b) => self.batch(b).await?,
+                },
+            }
+        }
+    }
+
+    async fn batch(&mut self, b: Batch) -> Result<()> {
+        for c in &b.changes {
+            self.change(c).await?;
+            self.state.last = Some(c.pos.clone());
+        }
+        if let Some(at) = b.started_at {
+            self.state.started_at.get_or_insert(at);
+        }
+        let snapshot_changed = b.snapshot.is_some();
+        if let Some(s) = b.snapshot {
+            self.state.snapshot = Some(s);
+        }
+        // One pending commit point per 100 ms (or per snapshot step) bounds the queue.
+        let seq = self.producer.next_seq();
+        match self.pending.back_mut() {
+            Some(last) if !snapshot_changed && last.2.elapsed() < Duration::from_millis(100) => {
+                last.0 = seq;
+                last.1 = self.state.clone();
+            }
+            _ => self
+                .pending
+                .push_back((seq, self.state.clone(), Instant::now())),
+        }
+        if let Some(f) = self.producer.acks().failed() {
+            return Err(Error::Delivery(f));
+        }
+        Ok(())
+    }
+
+    /// Commits the newest state whose records are all acknowledged.
+    async fn commit_ready(&mut self) -> Result<()> {
+        if let Some(f) = self.producer.acks().failed() {
+            return Err(Error::Delivery(f));
+        }
+        let mut ready = None;
+        if self.producer.is_transactional() {
+            // The transaction commit covers every record sent in it.
+            ready = self.pending.drain(..).next_back().map(|(_, s, _)| s);
+        } else {
+            let acked = self.producer.acks().acked();
+            while self
+                .pending
+                .front()
+                .is_some_and(|(seq, _, _)| *seq <= acked)
+            {
+                ready = self.pending.pop_front().map(|(_, s, _)| s);
+            }
+        }
+        let Some(state) = ready else { return Ok(()) };
+        if self.committed.as_ref() == Some(&state) {
+            return Ok(());
+        }
+        self.store.commit(&state, &mut self.producer).await?;
+        self.producer.commit_transaction()?;
+        tracing::debug!(last = ?state.last, "position committed");
+        self.committed = Some(state);
+        Ok(())
+    }
+
+    /// Flushes what was sent and commits the state it reached. Called on every exit.
+    async fn drain(&mut self, graceful: bool) -> Result<()> {
+        let timeout = if graceful {
+            Duration::from_secs(self.cfg.kafka.message_timeout_secs as u64)
+        } else {
+            Duration::from_secs(30)
+        };
+        self.producer.flush(timeout).await?;
+        self.commit_ready().await?;
+        self.producer.flush(timeout).await?;
+        tracing::info!(last = ?self.committed.as_ref().and_then(|s| s.last.as_ref()), "flushed and committed");
+        Ok(())
+    }
+
+    async fn change(&mut self, c: &Change) -> Result<()> {
+        let key = (c.table.db.clone(), c.table.table.clone());
+        let current = self
+            .tables
+            .get(&key)
+            .is_some_and(|t| Arc::ptr_eq(&t.schema, &c.table));
+        if !current {
+            self.table_changed(c).await?;
+        }
+        let Some(t) = self.tables.get(&key) else {
+            return Err(Error::Unsupported(format!(
+                "internal: no output for {}",
+                c.table.full_name()
+            )));
+        };
+        let pos_main = dedup::encode(&c.pos, Part::Main);
+        let pos_str = pos_string(c);
+        let gtid = c.pos.gtid.as_deref();
+        let ts = c.ts_ms as i64;
+        let deletes_with_record =
+            self.cfg.kafka.deletes == crate::config::DeleteMode::RecordAndTombstone;
+        fn image<'c>(c: &'c Change, row: &'c Option<Vec<Value>>) -> Result<&'c Vec<Value>> {
+            row.as_ref().ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "{} at {}: a row image is missing; binlake run needs binlog_row_image = FULL",
+                    c.table.full_name(),
+                    c.pos
+                ))
+            })
+        }
+        // (row for the key, row for the value or None for a tombstone, op, part)
+        let mut records: [Planned; 3] = [(None, None, "", Part::Main); 3];
+        match c.op {
+            Op::Create | Op::Read => {
+                let after = image(c, &c.after)?;
+                records[0] = (Some(after), Some(after), c.op.code(), Part::Main);
+            }
+            Op::Update => {
+                let (before, after) = (image(c, &c.before)?, image(c, &c.after)?);
+                if t.schema.key.iter().any(|&i| before.get(i) != after.get(i)) {
+                    if deletes_with_record {
+                        records[0] = (Some(before), Some(before), "d", Part::Main);
+                    }
+                    records[1] = (Some(before), None, "", Part::Tombstone);
+                    records[2] = (Some(after), Some(after), "c", Part::NewKey);
+                } else {
+                    records[0] = (Some(after), Some(after), "u", Part::Main);
+                }
+            }
+            Op::Delete => {
+                let before = image(c, &c.before)?;
+                if deletes_with_record {
+                    records[0] = (Some(before), Some(before), "d", Part::Main);
+                }
+                records[1] = (Some(before), None, "", Part::Tombstone);
+            }
+        }
+        for (key_row, value_row, op, part) in records {
+            let Some(key_row) = key_row else { continue };
+            self.key_buf.clear();
+            self.key_buf.push(0);
+            self.key_buf.extend_from_slice(&t.key_id.to_be_bytes());
+            t.encoder.key(key_row, &mut self.key_buf)?;
+            let value = match value_row {
+                Some(row) => {
+                    self.value_buf.clear();
+                    self.value_buf.push(0);
+                    self.value_buf.extend_from_slice(&t.value_id.to_be_bytes());
+                    t.encoder
+                        .value(row, op, ts, &pos_str, &mut self.value_buf)?;
+                    Some(self.value_buf.as_slice())
+                }
+                None => None,
+            };
+            let pos = if part == Part::Main {
+                pos_main
+            } else {
+                dedup::encode(&c.pos, part)
+            };
+            self.producer
+                .send(&Record {
+                    topic: &t.topic,
+                    partition: partition_for(&self.key_buf, t.partitions),
+                    key: &self.key_buf,
+                    value,
+                    pos: &pos,
+                    gtid,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A table seen for the first time, or a new version of it (DDL): derive its schemas,
+    /// check them with the registry before anything is written, register, create the topic.
+    async fn table_changed(&mut self, c: &Change) -> Result<()> {
+        let name = (c.table.db.clone(), c.table.table.clone());
+        let topic = format!(
+            "{}.{}.{}",
+            self.cfg.kafka.topic_prefix, c.table.db, c.table.table
+        );
+        if c.table.key_source == KeySource::None || c.table.key.is_empty() {
+            return Err(Error::Unsupported(format!(
+                "{} has no primary key and [capture] key = \"none\": a compacted topic needs a \
+                 key per record. Use key = \"all-columns\", or \"skip\" to leave such tables out",
+                c.table.full_name()
+            )));
+        }
+        let schemas = TableSchemas::derive(&c.table, &topic);
+        let old = self.tables.get(&name);
+        if let Some(old) = old {
+            if old.encoder.schemas.key == schemas.key && old.encoder.schemas.value == schemas.value
+            {
+                if let Some(t) = self.tables.get_mut(&name) {
+                    t.schema = c.table.clone();
+                }
+                return Ok(());
+            }
+        }
+        let old_schema = old.map(|o| o.schema.clone());
+        let partitions = self
+            .topics
+            .ensure(&topic, self.cfg.kafka.partitions)
+            .await?;
+        let subjects = [
+            (format!("{topic}-key"), &schemas.key),
+            (format!("{topic}-value"), &schemas.value),
+        ];
+        for (subject, schema) in &subjects {
+            if let Compatibility::Incompatible(reasons) =
+                self.registry.check(subject, schema).await?
+            {
+                return Err(Error::Registry(incompatible_message(
+                    subject,
+                    old_schema.as_deref(),
+                    &c.table,
+                    &reasons,
+                    &self.cfg.registry.url,
+                )));
+            }
+        }
+        let key_id = self
+            .registry
+            .register(&subjects[0].0, subjects[0].1)
+            .await?;
+        let value_id = self
+            .registry
+            .register(&subjects[1].0, subjects[1].1)
+            .await?;
+        tracing::info!(table = %c.table.full_name(), %topic, key_id, value_id, "table schema registered");
+        self.tables.insert(
+            name,
+            TableOut {
+                schema: c.table.clone(),
+                encoder: Encoder::new(schemas, c.table.full_name()),
+                topic,
+                partitions,
+                key_id,
+                value_id,
+            },
+        );
+        Ok(())
+    }
+}
+
+/// `__pos`: `FILE:OFFSET:ROW`, snapshot rows `FILE:OFFSET:sN`.
+fn pos_string(c: &Change) -> String {
+    match c.pos.snapshot {
+        Some(n) => format!("{}:{}:s{n}", c.pos.file, c.pos.offset),
+        None => c.pos.to_string(),
+    }
+}
+
+/// The error for a DDL the registry refuses: which columns changed, and the ways out.
+fn incompatible_message(
+    subject: &str,
+    old: Option<&TableSchema>,
+    new: &TableSchema,
+    reasons: &[String],
+    url: &str,
+) -> String {
+    let mut changes = Vec::new();
+    if let Some(old) = old {
+        for c in &old.columns {
+            match new.columns.iter().find(|n| n.name == c.name) {
+                None => changes.push(format!("column `{}` was dropped", c.name)),
+                Some(n) if n.ty != c.ty || n.nullable != c.nullable => changes.push(format!(
+                    "column `{}` changed from {:?}{} to {:?}{}",
+                    c.name,
+                    c.ty,
+                    if c.nullable { " NULL" } else { " NOT NULL" },
+                    n.ty,
+                    if n.nullable { " NULL" } else { " NOT NULL" }
+                )),
+                _ => {}
+            }
+        }
+        for n in &new.columns {
+            if !old.columns.iter().any(|c| c.name == n.name) {
+                changes.push(format!(
+                    "column `{}` was added{}",
+                    n.name,
+                    if n.nullable {
+                        ""
+                    } else {
+                        " as NOT NULL (no default in Avro)"
+                    }
+                ));
+            }
+        }
+    }
+    let what = if changes.is_empty() {
+        format!(
+            "the schema of {} differs from the latest version registered",
+            new.full_name()
+        )
+    } else {
+        changes.join("; ")
+    };
+    format!(
+        "{}: {what}; the registry refuses it for subject {subject} under its compatibility \
+         level{}. Nothing of this table was written past the DDL. Options: make the change \
+         compatible (e.g. add the column as NULL); or relax the subject's level: curl -X PUT \
+         -H 'Content-Type: application/json' -d '{{\"compatibility\":\"NONE\"}}' \
+         {url}/config/{subject}; or write the table to new topics (another [kafka] topic_prefix) \
+         and snapshot again. Then restart binlake run",
+        new.full_name(),
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reasons.join("; "))
+        }
+    )
+}
