@@ -8,6 +8,7 @@ pub mod mysql;
 pub mod output;
 pub mod position;
 pub mod progress;
+pub mod registry;
 pub mod schema;
 pub mod state;
 

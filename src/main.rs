@@ -98,6 +98,14 @@ enum Cmd {
         #[arg(long, env = "BINLAKE_CONFIG")]
         config: PathBuf,
     },
+    /// Serve a Confluent-compatible schema registry (Avro) that keeps its schemas in the
+    /// Kafka topic `[registry] topic`, until SIGTERM or ctrl-c.
+    ///
+    /// Example: binlake registry --config binlake.toml
+    Registry {
+        #[arg(long, env = "BINLAKE_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 /// Counts, prints and enforces --limit. Returns false when the limit is reached.
@@ -386,6 +394,12 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Cmd::Registry { config } => {
+            let cfg = Config::load(&config)?;
+            binlake::registry::run(&cfg, shutdown_signal()).await?;
+            tracing::info!("schema registry stopped");
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Check { config } => {
             let cfg = Config::load(&config)?;
             let findings = check::run(&cfg).await?;
@@ -401,5 +415,29 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+    }
+}
+
+/// Completes on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on ctrl-c only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
