@@ -107,6 +107,14 @@ enum Cmd {
         #[arg(long, env = "BINLAKE_CONFIG")]
         config: PathBuf,
     },
+    /// Serve a Confluent-compatible schema registry (Avro) that keeps its schemas in the
+    /// Kafka topic `[registry] topic`, until SIGTERM or ctrl-c.
+    ///
+    /// Example: binlake registry --config binlake.toml
+    Registry {
+        #[arg(long, env = "BINLAKE_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 /// Counts, prints and enforces --limit. Returns false when the limit is reached.
@@ -386,6 +394,13 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Run { config } => {
             let cfg = Config::load(&config)?;
             binlake::run::run(&cfg, shutdown_signal()).await?;
+            tracing::info!("binlake run stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Registry { config } => {
+            let cfg = Config::load(&config)?;
+            binlake::registry::run(&cfg, shutdown_signal()).await?;
+            tracing::info!("schema registry stopped");
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Check { config } => {
@@ -406,7 +421,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
+/// Completes on ctrl-c or SIGTERM.
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
@@ -414,11 +429,12 @@ async fn shutdown_signal() {
         match signal(SignalKind::terminate()) {
             Ok(mut term) => {
                 tokio::select! {
-                    _ = term.recv() => {}
                     _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
                 }
             }
-            Err(_) => {
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on ctrl-c only");
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
@@ -427,5 +443,4 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-    tracing::info!("shutting down: flushing and committing");
 }
