@@ -35,12 +35,12 @@ fn check(what: &str, out: std::io::Result<Output>) -> Output {
 }
 
 /// A port that was free a moment ago (bind to port 0, then release it).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().unwrap().port()
 }
 
-fn unique_dir() -> PathBuf {
+pub fn unique_dir() -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now()
@@ -114,6 +114,16 @@ impl MariaDb {
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(|line| line.split('\t').map(str::to_owned).collect())
+            .collect()
+    }
+
+    /// Lines of the last result set, unescaped (`--raw`): for single-column results whose
+    /// values hold no newline, such as JSON_OBJECT(...).
+    pub fn query_raw_lines(&self, sql: &str) -> Vec<String> {
+        let out = self.cli(&["--batch", "--raw", "--skip-column-names"], sql);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
             .collect()
     }
 }

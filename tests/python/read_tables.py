@@ -1,0 +1,178 @@
+"""Independent reader of binlake's topics, with Confluent's own Python client.
+
+Reads every table topic {prefix}.{db}.{table} from the beginning to the high watermark taken
+at start, deserializes keys and values with AvroDeserializer + SchemaRegistryClient, drops
+replayed records with the binlake.pos filter (per partition, a record applies only if its
+position is greater than the last applied), keeps the last value per key and removes
+tombstoned keys. Prints one JSON object: {"tables": {"db.table": [row, ...]}, "stats": {...}}
+where each row maps column name -> canonical text (MySQL's text form, HEX for bytes).
+
+usage: read_tables.py BOOTSTRAP REGISTRY_URL PREFIX
+"""
+import datetime
+import decimal
+import json
+import sys
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+bootstrap, registry_url, prefix = sys.argv[1:4]
+registry = SchemaRegistryClient({"url": registry_url})
+deserializer = AvroDeserializer(registry)
+consumer = Consumer({
+    "bootstrap.servers": bootstrap,
+    "group.id": "binlake-test-reader",
+    "enable.auto.commit": False,
+    "auto.offset.reset": "earliest",
+    "enable.partition.eof": True,
+})
+
+metadata = consumer.list_topics(timeout=30)
+topics = sorted(t for t in metadata.topics
+                if t.startswith(prefix + ".") and t != prefix + ".offsets")
+assignment, ends = [], {}
+for t in topics:
+    for p in metadata.topics[t].partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(t, p), timeout=30)
+        if high > low:
+            assignment.append(TopicPartition(t, p, low))
+            ends[(t, p)] = high
+
+schema_props = {}
+
+
+def field_types(schema_id):
+    """name -> (mysql column name, binlake.type or logical type) of a value schema."""
+    if schema_id not in schema_props:
+        s = json.loads(registry.get_schema(schema_id).schema_str)
+        out = {}
+        for f in s["fields"]:
+            ty = f["type"]
+            if isinstance(ty, list):
+                ty = [x for x in ty if x != "null"][0]
+            tag = None
+            if isinstance(ty, dict):
+                tag = ty.get("binlake.type") or ty.get("logicalType")
+            out[f["name"]] = (f.get("binlake.column", f["name"]), tag)
+        schema_props[schema_id] = out
+    return schema_props[schema_id]
+
+
+def canonical(v, tag):
+    if v is None:
+        return None
+    if tag == "time":
+        sign = "-" if v < 0 else ""
+        v = abs(v)
+        secs, micros = divmod(v, 1_000_000)
+        return f"{sign}{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}.{micros:06d}"
+    if tag == "bit":
+        return str(int.from_bytes(v, "big"))
+    if isinstance(v, bool):
+        return str(int(v))
+    if isinstance(v, decimal.Decimal):
+        return format(v, "f")
+    if isinstance(v, bytes):
+        return v.hex().upper()
+    if isinstance(v, datetime.datetime):
+        if v.tzinfo is not None:
+            v = v.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        return v.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(v, datetime.date):
+        return v.isoformat()
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def murmur2(data):
+    """Kafka's Java murmur2 (Utils.murmur2), for checking record placement."""
+    m, r = 0x5bd1e995, 24
+    h = (0x9747b28c ^ len(data)) & 0xffffffff
+    n = len(data) // 4
+    for i in range(n):
+        k = int.from_bytes(data[4 * i:4 * i + 4], "little")
+        k = (k * m) & 0xffffffff
+        k ^= k >> r
+        k = (k * m) & 0xffffffff
+        h = (h * m) & 0xffffffff
+        h ^= k
+    rest = data[4 * n:]
+    if len(rest) >= 3:
+        h ^= rest[2] << 16
+    if len(rest) >= 2:
+        h ^= rest[1] << 8
+    if len(rest) >= 1:
+        h ^= rest[0]
+        h = (h * m) & 0xffffffff
+    h ^= h >> 13
+    h = (h * m) & 0xffffffff
+    h ^= h >> 15
+    return h
+
+
+state = {}          # table -> key bytes -> row
+columns = {}        # table -> column names of its latest schema
+last_pos = {}       # (topic, partition) -> last applied binlake.pos
+applied_pos = set()
+stats = {"records": 0, "dropped": 0, "tombstones": 0, "duplicate_positions": 0, "misplaced": 0}
+remaining = set(ends)
+if assignment:
+    consumer.assign(assignment)
+while remaining:
+    msg = consumer.poll(1.0)
+    if msg is None:
+        continue
+    tp = (msg.topic(), msg.partition())
+    if msg.error():
+        if msg.error().code() == -191:  # _PARTITION_EOF
+            if tp in ends and msg.offset() >= ends[tp]:
+                remaining.discard(tp)
+            continue
+        raise SystemExit(f"consumer error: {msg.error()}")
+    if msg.offset() >= ends.get(tp, 0):
+        remaining.discard(tp)
+        continue
+    if msg.offset() + 1 >= ends[tp]:
+        remaining.discard(tp)
+    stats["records"] += 1
+    partitions = len(metadata.topics[msg.topic()].partitions)
+    if (murmur2(msg.key()) & 0x7fffffff) % partitions != msg.partition():
+        stats["misplaced"] += 1
+    pos = dict(msg.headers() or []).get("binlake.pos")
+    if pos is None:
+        raise SystemExit(f"record without binlake.pos in {tp} at {msg.offset()}")
+    if tp in last_pos and pos <= last_pos[tp]:
+        stats["dropped"] += 1
+        continue
+    last_pos[tp] = pos
+    if pos in applied_pos:
+        stats["duplicate_positions"] += 1
+    applied_pos.add(pos)
+    table = msg.topic()[len(prefix) + 1:]
+    rows = state.setdefault(table, {})
+    if msg.value() is None:
+        stats["tombstones"] += 1
+        rows.pop(msg.key(), None)
+        continue
+    schema_id = int.from_bytes(msg.value()[1:5], "big")
+    value = deserializer(msg.value(), SerializationContext(msg.topic(), MessageField.VALUE))
+    types = field_types(schema_id)
+    columns[table] = [types[n][0] for n in types if not n.startswith("__")]
+    if value["__op"] == "d":
+        continue  # the tombstone that follows removes the key
+    rows[msg.key()] = {types[n][0]: canonical(v, types[n][1])
+                       for n, v in value.items() if not n.startswith("__")}
+consumer.close()
+
+tables = {}
+for table, rows in state.items():
+    cols = columns.get(table, [])
+    out = []
+    for r in rows.values():
+        out.append({c: r.get(c) for c in cols})
+    tables[table] = sorted(out, key=lambda r: json.dumps(r, sort_keys=True))
+print(json.dumps({"tables": tables, "stats": stats}, sort_keys=True))

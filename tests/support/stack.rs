@@ -1,0 +1,229 @@
+//! The whole pipeline's servers for one test: MariaDB, a broker, `binlake registry`, and a
+//! config that points `binlake run` at them; plus the independent reader (Python
+//! confluent-kafka) and the source tables in the same canonical text form.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::broker::Broker;
+use super::mariadb::{free_port, MariaDb};
+
+pub struct Stack {
+    pub db: MariaDb,
+    pub broker: Broker,
+    pub registry_port: u16,
+    registry: Option<Child>,
+    pub prefix: String,
+    pub config: PathBuf,
+}
+
+impl Stack {
+    /// Starts MariaDB, the broker (sqlite engine when `sqlite`) and the registry. `extra` is
+    /// appended to the config (use sections other than [mysql], [kafka] and [registry], or
+    /// override keys through `kafka_extra`).
+    pub fn start(sqlite: bool, kafka_extra: &str, extra: &str) -> Stack {
+        let db = MariaDb::start();
+        let broker = if sqlite {
+            Broker::start_sqlite()
+        } else {
+            Broker::start_memory()
+        };
+        let registry_port = free_port();
+        let config = db.dir.join("binlake.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[mysql]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"binlake\"\npassword = \"binlake\"\nserver_id = 4243\nretry_secs = 120\n\n\
+                 [kafka]\nbrokers = \"{}\"\ntopic_prefix = \"cdc\"\npartitions = 3\nmessage_timeout_secs = 120\n{kafka_extra}\n\n\
+                 [registry]\nurl = \"http://127.0.0.1:{registry_port}\"\n\n{extra}",
+                db.port,
+                broker.bootstrap()
+            ),
+        )
+        .expect("write config");
+        let mut s = Stack {
+            db,
+            broker,
+            registry_port,
+            registry: None,
+            prefix: "cdc".into(),
+            config,
+        };
+        s.start_registry();
+        s
+    }
+
+    pub fn start_registry(&mut self) {
+        let log = std::fs::File::create(self.db.dir.join("registry.log")).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_binlake"))
+            .args([
+                "registry",
+                "--config",
+                self.config.to_str().expect("utf-8 path"),
+            ])
+            .env("BINLAKE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn binlake registry");
+        self.registry = Some(child);
+        let start = Instant::now();
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.registry_port)) {
+                use std::io::{Read, Write};
+                let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+                let mut buf = String::new();
+                let _ = s.read_to_string(&mut buf);
+                if buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200") {
+                    return;
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "binlake registry did not answer within 60 s: {}",
+                std::fs::read_to_string(self.db.dir.join("registry.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn stop_registry(&mut self) {
+        if let Some(mut c) = self.registry.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn registry_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.registry_port)
+    }
+
+    /// Starts `binlake run` in the background, logging to `run-{n}.log` in the server's dir.
+    pub fn spawn_run(&self, n: usize) -> Child {
+        let log = std::fs::File::create(self.db.dir.join(format!("run-{n}.log"))).expect("log");
+        Command::new(env!("CARGO_BIN_EXE_binlake"))
+            .args(["run", "--config", self.config.to_str().expect("utf-8 path")])
+            .env("BINLAKE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn binlake run")
+    }
+
+    pub fn run_log(&self, n: usize) -> String {
+        std::fs::read_to_string(self.db.dir.join(format!("run-{n}.log"))).unwrap_or_default()
+    }
+
+    /// What the independent reader sees: `{"tables": {db.table: [rows]}, "stats": {...}}`.
+    pub fn read_topics(&self) -> serde_json::Value {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/read_tables.py");
+        let out = Command::new("python3")
+            .args([
+                script,
+                &self.broker.bootstrap(),
+                &self.registry_url(),
+                &self.prefix,
+            ])
+            .output()
+            .expect("run python3 (pip install 'confluent-kafka[avro]' fastavro)");
+        assert!(
+            out.status.success(),
+            "read_tables.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("reader prints JSON")
+    }
+
+    /// The source table in the reader's canonical form: one object per row, column → text
+    /// (HEX for binary, numbers for BIT, 6-digit fractions for temporal types, UTC).
+    pub fn source_table(&self, db: &str, table: &str) -> Vec<serde_json::Value> {
+        let cols = self.db.query_rows(&format!(
+            "SELECT column_name, data_type FROM information_schema.columns \
+             WHERE table_schema = '{db}' AND table_name = '{table}' ORDER BY ordinal_position"
+        ));
+        let exprs: Vec<String> = cols
+            .iter()
+            .map(|c| {
+                let (name, ty) = (&c[0], c[1].as_str());
+                let e = match ty {
+                    "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob"
+                    | "geometry" | "point" | "linestring" | "polygon" => format!("HEX(`{name}`)"),
+                    "bit" => format!("CAST(`{name}` + 0 AS CHAR)"),
+                    "datetime" | "timestamp" => {
+                        format!("DATE_FORMAT(`{name}`, '%Y-%m-%d %H:%i:%s.%f')")
+                    }
+                    "time" => format!("TIME_FORMAT(`{name}`, '%H:%i:%s.%f')"),
+                    _ => format!("CAST(`{name}` AS CHAR)"),
+                };
+                format!("'{name}', {e}")
+            })
+            .collect();
+        let sql = format!(
+            "SET time_zone = '+00:00'; SELECT JSON_OBJECT({}) FROM `{db}`.`{table}`",
+            exprs.join(", ")
+        );
+        let mut rows: Vec<serde_json::Value> = self
+            .db
+            .query_raw_lines(&sql)
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect();
+        rows.sort_by_key(canonical);
+        rows
+    }
+
+    /// Waits until the reader's view of every table in `tables` equals the source, or panics
+    /// with the first difference after `limit`. Returns the reader's stats.
+    pub fn wait_converged(&self, tables: &[&str], limit: Duration) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let seen = self.read_topics();
+            let mut diff = None;
+            for t in tables {
+                let (db, name) = t.split_once('.').expect("db.table");
+                let want = self.source_table(db, name);
+                let mut got: Vec<serde_json::Value> =
+                    seen["tables"][*t].as_array().cloned().unwrap_or_default();
+                got.sort_by_key(canonical);
+                if got != want {
+                    let first = want
+                        .iter()
+                        .zip(got.iter())
+                        .find(|(a, b)| a != b)
+                        .map(|(a, b)| format!("source {a}\ntopic  {b}"))
+                        .unwrap_or_default();
+                    diff = Some(format!(
+                        "{t}: source has {} rows, topics give {}\n{first}",
+                        want.len(),
+                        got.len()
+                    ));
+                    break;
+                }
+            }
+            match diff {
+                None => return seen["stats"].clone(),
+                Some(d) if start.elapsed() > limit => panic!("not converged after {limit:?}: {d}"),
+                Some(_) => std::thread::sleep(Duration::from_secs(2)),
+            }
+        }
+    }
+}
+
+fn canonical(v: &serde_json::Value) -> String {
+    // serde_json with preserve_order keeps insertion order; sort keys for a stable form.
+    let mut m: Vec<(String, serde_json::Value)> = v
+        .as_object()
+        .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    m.sort_by(|a, b| a.0.cmp(&b.0));
+    serde_json::to_string(&m).unwrap_or_default()
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.stop_registry();
+    }
+}
