@@ -4,5 +4,6 @@
 // Each test binary uses only part of the helpers.
 #![allow(dead_code)]
 
+pub mod broker;
 pub mod cli;
 pub mod mariadb;
