@@ -418,10 +418,16 @@ impl State {
         })
     }
 
-    /// Whether `v` is what the state holds for its subject and version (a write "won").
+    /// Whether `v` is what the state holds for its subject and version, with its id meaning
+    /// its schema (a write "won").
     pub fn holds(&self, v: &SchemaValue) -> bool {
-        self.record(&v.subject, v.version)
-            .is_some_and(|r| r.id == v.id && r.deleted == v.deleted)
+        let same_schema = self.schemas.get(&v.id).is_some_and(|s| {
+            s.identity == compat::identity_of(v.schema_type.as_deref(), &v.schema)
+        });
+        same_schema
+            && self
+                .record(&v.subject, v.version)
+                .is_some_and(|r| r.id == v.id && r.deleted == v.deleted)
     }
 
     /// The records a subject delete writes: soft (rewritten with `deleted: true`) or
@@ -531,9 +537,23 @@ mod tests {
             st.version("s", VersionSpec::Latest, false).unwrap().2.text,
             A
         );
+        let lost = SchemaValue {
+            subject: "t".into(),
+            version: 1,
+            id: 1,
+            schema: B.into(),
+            deleted: false,
+            schema_type: None,
+        };
+        assert!(!st.holds(&lost));
         // Same schema under another subject with the same id: fine (shared id).
         assert_eq!(put(&mut st, "t", 1, 1, A), Outcome::Applied);
         assert_eq!(st.id_versions(1, false).len(), 2);
+        let won = SchemaValue {
+            schema: " \"string\" ".into(),
+            ..lost
+        };
+        assert!(st.holds(&won));
     }
 
     #[test]
