@@ -645,6 +645,45 @@ mod tests {
     }
 
     #[test]
+    fn version_deletes_go_soft_then_permanent() {
+        let mut st = State::default();
+        put(&mut st, "s", 1, 1, A);
+        put(&mut st, "s", 2, 2, B);
+        let one = VersionSpec::Number(1);
+        assert_eq!(
+            st.plan_delete_version("s", one, true).unwrap_err().code(),
+            40407
+        );
+        let r = st.plan_delete_version("s", one, false).unwrap();
+        assert!(r.deleted && r.version == 1 && r.id == 1);
+        st.apply(&schema_key("s", 1), Some(&r.to_bytes()));
+        assert_eq!(
+            st.plan_delete_version("s", one, false).unwrap_err().code(),
+            40406
+        );
+        assert_eq!(st.versions("s", false).unwrap(), vec![2]);
+        // `latest` is the latest live version.
+        let r = st
+            .plan_delete_version("s", VersionSpec::Latest, false)
+            .unwrap();
+        assert_eq!(r.version, 2);
+        let r = st.plan_delete_version("s", one, true).unwrap();
+        st.apply(&schema_key("s", r.version), None);
+        assert_eq!(st.versions("s", true).unwrap(), vec![2]);
+        assert!(st.schema(1).is_none());
+        assert_eq!(
+            st.plan_delete_version("s", VersionSpec::Number(9), false)
+                .unwrap_err()
+                .code(),
+            40402
+        );
+        assert_eq!(
+            st.plan_delete_version("t", one, false).unwrap_err().code(),
+            40401
+        );
+    }
+
+    #[test]
     fn configs_and_foreign_records() {
         let mut st = State::default();
         assert_eq!(st.level("s"), Level::Backward);
