@@ -179,3 +179,60 @@ fn snapshot_then_stream_gives_the_source_tables_to_an_independent_reader() {
     let log = stack.run_log(0);
     assert!(log.contains("flushed and committed"), "{log}");
 }
+
+fn kill9(child: &mut std::process::Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Inserts `n` more all_types rows (ids from `from`), 200 per statement.
+fn bulk_rows(stack: &Stack, from: u64, n: u64) {
+    let ids: Vec<u64> = (from..from + n).collect();
+    for chunk in ids.chunks(200) {
+        let rows: Vec<String> = chunk.iter().map(|&i| all_types_row(i)).collect();
+        stack.db.sql(&format!(
+            "INSERT INTO app.all_types VALUES {}",
+            rows.join(",")
+        ));
+    }
+}
+
+#[test]
+fn kill_9_during_snapshot_and_streaming_loses_and_duplicates_nothing() {
+    let seed = std::env::var("CRASH_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x00c0_ffee_u64);
+    println!("seed {seed:#x} (replay with CRASH_TEST_SEED={seed})");
+    let stack = Stack::start(
+        false,
+        "",
+        "[snapshot]\nchunk_size = 200\nparallelism = 2\nmax_in_flight_chunks = 2\n",
+    );
+    schema(&stack);
+    initial_rows(&stack, 400);
+    bulk_rows(&stack, 10_000, 12_000);
+    let mut rng = Rng(seed | 1);
+    let trials = 6;
+    for n in 0..trials {
+        let mut run = stack.spawn_run(n);
+        let until = Instant::now() + Duration::from_millis(300 + rng.below(2500));
+        while Instant::now() < until {
+            workload(&stack, &mut rng, 10, 400);
+        }
+        kill9(&mut run);
+        let log = stack.run_log(n);
+        assert!(!log.contains("panicked"), "trial {n}:\n{log}");
+    }
+    let mut run = stack.spawn_run(trials);
+    workload(&stack, &mut rng, 200, 400);
+    let stats = stack.wait_converged(&TABLES, Duration::from_secs(240));
+    println!("reader: {stats}");
+    assert_eq!(stats["duplicate_positions"], 0, "{stats}");
+    assert_eq!(sigterm(&mut run), Some(0), "{}", stack.run_log(trials));
+    // The restarts resumed rather than starting over every time.
+    let resumed = (1..=trials)
+        .filter(|n| stack.run_log(*n).contains("resume"))
+        .count();
+    assert!(resumed > 0, "{}", stack.run_log(trials));
+}

@@ -418,10 +418,16 @@ impl State {
         })
     }
 
-    /// Whether `v` is what the state holds for its subject and version (a write "won").
+    /// Whether `v` is what the state holds for its subject and version, with its id meaning
+    /// its schema (a write "won").
     pub fn holds(&self, v: &SchemaValue) -> bool {
-        self.record(&v.subject, v.version)
-            .is_some_and(|r| r.id == v.id && r.deleted == v.deleted)
+        let same_schema = self.schemas.get(&v.id).is_some_and(|s| {
+            s.identity == compat::identity_of(v.schema_type.as_deref(), &v.schema)
+        });
+        same_schema
+            && self
+                .record(&v.subject, v.version)
+                .is_some_and(|r| r.id == v.id && r.deleted == v.deleted)
     }
 
     /// The records a subject delete writes: soft (rewritten with `deleted: true`) or
@@ -531,9 +537,23 @@ mod tests {
             st.version("s", VersionSpec::Latest, false).unwrap().2.text,
             A
         );
+        let lost = SchemaValue {
+            subject: "t".into(),
+            version: 1,
+            id: 1,
+            schema: B.into(),
+            deleted: false,
+            schema_type: None,
+        };
+        assert!(!st.holds(&lost));
         // Same schema under another subject with the same id: fine (shared id).
         assert_eq!(put(&mut st, "t", 1, 1, A), Outcome::Applied);
         assert_eq!(st.id_versions(1, false).len(), 2);
+        let won = SchemaValue {
+            schema: " \"string\" ".into(),
+            ..lost
+        };
+        assert!(st.holds(&won));
     }
 
     #[test]
@@ -622,6 +642,45 @@ mod tests {
             panic!()
         };
         assert_eq!((v.id, v.version), (3, 1));
+    }
+
+    #[test]
+    fn version_deletes_go_soft_then_permanent() {
+        let mut st = State::default();
+        put(&mut st, "s", 1, 1, A);
+        put(&mut st, "s", 2, 2, B);
+        let one = VersionSpec::Number(1);
+        assert_eq!(
+            st.plan_delete_version("s", one, true).unwrap_err().code(),
+            40407
+        );
+        let r = st.plan_delete_version("s", one, false).unwrap();
+        assert!(r.deleted && r.version == 1 && r.id == 1);
+        st.apply(&schema_key("s", 1), Some(&r.to_bytes()));
+        assert_eq!(
+            st.plan_delete_version("s", one, false).unwrap_err().code(),
+            40406
+        );
+        assert_eq!(st.versions("s", false).unwrap(), vec![2]);
+        // `latest` is the latest live version.
+        let r = st
+            .plan_delete_version("s", VersionSpec::Latest, false)
+            .unwrap();
+        assert_eq!(r.version, 2);
+        let r = st.plan_delete_version("s", one, true).unwrap();
+        st.apply(&schema_key("s", r.version), None);
+        assert_eq!(st.versions("s", true).unwrap(), vec![2]);
+        assert!(st.schema(1).is_none());
+        assert_eq!(
+            st.plan_delete_version("s", VersionSpec::Number(9), false)
+                .unwrap_err()
+                .code(),
+            40402
+        );
+        assert_eq!(
+            st.plan_delete_version("t", one, false).unwrap_err().code(),
+            40401
+        );
     }
 
     #[test]

@@ -217,7 +217,9 @@ impl Store {
                 return Ok((record.id, record.version));
             }
             // Lost to an earlier record. If that one has our key, write it again after ours,
-            // so that compaction (which keeps the last record of a key) keeps the winner.
+            // so that compaction (which keeps the last record of a key) keeps the winner; as
+            // it is now (caught up: a soft delete of it since then must not be undone).
+            self.catch_up().await?;
             if let Some(winner) = self.read(|s| s.record(&record.subject, record.version)) {
                 self.produce(&key, Some(&winner.to_bytes())).await?;
             }

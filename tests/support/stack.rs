@@ -189,16 +189,33 @@ impl Stack {
                     seen["tables"][*t].as_array().cloned().unwrap_or_default();
                 got.sort_by_key(canonical);
                 if got != want {
-                    let first = want
+                    let set = |rs: &[serde_json::Value]| -> std::collections::HashSet<String> {
+                        rs.iter().map(canonical).collect()
+                    };
+                    let (want_set, got_set) = (set(&want), set(&got));
+                    let missing: Vec<&serde_json::Value> = want
                         .iter()
-                        .zip(got.iter())
-                        .find(|(a, b)| a != b)
-                        .map(|(a, b)| format!("source {a}\ntopic  {b}"))
-                        .unwrap_or_default();
+                        .filter(|r| !got_set.contains(&canonical(r)))
+                        .collect();
+                    let extra: Vec<&serde_json::Value> = got
+                        .iter()
+                        .filter(|r| !want_set.contains(&canonical(r)))
+                        .collect();
+                    let show = |rs: &[&serde_json::Value]| {
+                        rs.iter()
+                            .take(3)
+                            .map(|r| r.to_string())
+                            .collect::<Vec<_>>()
+                            .join("\n  ")
+                    };
                     diff = Some(format!(
-                        "{t}: source has {} rows, topics give {}\n{first}",
+                        "{t}: source has {} rows, topics give {}; {} rows only in the source:\n  {}\n{} rows only in the topics:\n  {}",
                         want.len(),
-                        got.len()
+                        got.len(),
+                        missing.len(),
+                        show(&missing),
+                        extra.len(),
+                        show(&extra)
                     ));
                     break;
                 }
