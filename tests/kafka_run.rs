@@ -223,6 +223,12 @@ fn kill_9_during_snapshot_and_streaming_loses_and_duplicates_nothing() {
         kill9(&mut run);
         let log = stack.run_log(n);
         assert!(!log.contains("panicked"), "trial {n}:\n{log}");
+        for l in log
+            .lines()
+            .filter(|l| !l.contains(" INFO ") || l.contains("resum") || l.contains("fence"))
+        {
+            println!("trial {n}: {l}");
+        }
     }
     let mut run = stack.spawn_run(trials);
     workload(&stack, &mut rng, 200, 400);

@@ -12,6 +12,9 @@ pub mod partition;
 pub mod producer;
 pub mod topics;
 
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::KafkaError;
 use rdkafka::ClientConfig;
 
 use crate::config::KafkaConfig;
@@ -25,3 +28,21 @@ pub fn client_config(k: &KafkaConfig) -> ClientConfig {
     }
     c
 }
+
+/// Context of binlake's short-lived consumers: logs client errors as warnings, except the
+/// end-of-partition notices they ask for.
+pub struct QuietContext;
+
+impl ClientContext for QuietContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(
+            error,
+            KafkaError::PartitionEOF(_)
+                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        ) {
+            tracing::warn!(%error, reason, "kafka client");
+        }
+    }
+}
+
+impl ConsumerContext for QuietContext {}

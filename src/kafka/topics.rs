@@ -150,11 +150,11 @@ impl Topics {
     /// The greatest `binlake.pos` among the last records of every partition of `topics`:
     /// the fence a restarted run must emit new snapshot rows after.
     pub async fn last_position(&self, topics: &[(String, i32)]) -> Result<Option<Position>> {
-        let consumer: BaseConsumer = super::client_config(&self.cfg)
+        let consumer: BaseConsumer<super::QuietContext> = super::client_config(&self.cfg)
             .set("group.id", "binlake-fence")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
-            .create()
+            .create_with_context(super::QuietContext)
             .map_err(Error::kafka("creating a Kafka consumer"))?;
         let mut tpl = TopicPartitionList::new();
         let mut waiting = 0;

@@ -6,7 +6,9 @@
 //! JSON key order do not matter. (The Parsing Canonical Form alone is not used for identity:
 //! it strips `default` and `logicalType`, so adding a default to a field would silently return
 //! the old schema's id.) Compatibility is decided only by apache-avro's
-//! `SchemaCompatibility::can_read`.
+//! `SchemaCompatibility::can_read`, on the schemas with their `decimal` logical types reduced
+//! to the underlying `bytes`/`fixed` (apache-avro 0.21's checker rejects every decimal, even
+//! against itself), plus a check of our own that a decimal field keeps its scale.
 
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::Schema;
@@ -131,6 +133,7 @@ pub fn check(level: Level, new: &Schema, existing: &[Existing<'_>]) -> Vec<Strin
         }
     };
     let mut problems = Vec::new();
+    let new_plain = without_decimals(new);
     for old in against.iter().rev() {
         let Some(old_schema) = old.schema else {
             problems.push(format!(
@@ -139,6 +142,9 @@ pub fn check(level: Level, new: &Schema, existing: &[Existing<'_>]) -> Vec<Strin
             ));
             continue;
         };
+        problems.extend(decimal_scale_changes(old_schema, new, old.version));
+        let old_plain = without_decimals(old_schema);
+        let (old_schema, new) = (&old_plain, &new_plain);
         if level.backward() {
             if let Err(e) = SchemaCompatibility::can_read(old_schema, new) {
                 problems.push(format!(
@@ -158,6 +164,63 @@ pub fn check(level: Level, new: &Schema, existing: &[Existing<'_>]) -> Vec<Strin
             }
         }
     }
+    problems
+}
+
+/// `schema` with every `decimal` logical type replaced by its underlying type, for
+/// apache-avro's checker, which does not know decimals (Avro resolution ignores logical types).
+fn without_decimals(schema: &Schema) -> Schema {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if m.get("logicalType").and_then(|l| l.as_str()) == Some("decimal") {
+                    m.remove("logicalType");
+                    m.remove("precision");
+                    m.remove("scale");
+                }
+                m.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let Ok(mut json) = serde_json::to_value(schema) else {
+        return schema.clone();
+    };
+    strip(&mut json);
+    Schema::parse(&json).unwrap_or_else(|_| schema.clone())
+}
+
+/// Decimal fields (of a record, also inside a nullable union) whose scale differs between
+/// `old` and `new`: the same bytes would mean another number.
+fn decimal_scale_changes(old: &Schema, new: &Schema, version: u32) -> Vec<String> {
+    fn scales(s: &Schema) -> std::collections::HashMap<String, usize> {
+        let mut out = std::collections::HashMap::new();
+        if let Schema::Record(r) = s {
+            for f in &r.fields {
+                let inner = match &f.schema {
+                    Schema::Union(u) => u.variants().iter().find(|v| !matches!(v, Schema::Null)),
+                    other => Some(other),
+                };
+                if let Some(Schema::Decimal(d)) = inner {
+                    out.insert(f.name.clone(), d.scale);
+                }
+            }
+        }
+        out
+    }
+    let (a, b) = (scales(old), scales(new));
+    let mut problems: Vec<String> = a
+        .iter()
+        .filter_map(|(name, s)| {
+            b.get(name).filter(|t| *t != s).map(|t| {
+                format!(
+                    "field {name}: decimal scale {s} in version {version}, {t} in the new schema"
+                )
+            })
+        })
+        .collect();
+    problems.sort();
     problems
 }
 
@@ -289,5 +352,37 @@ mod tests {
             serde_json::to_string(&Level::BackwardTransitive).unwrap(),
             "\"BACKWARD_TRANSITIVE\""
         );
+    }
+}
+
+#[cfg(test)]
+mod decimal_tests {
+    use super::*;
+
+    fn schema(field: &str) -> Schema {
+        Schema::parse_str(&format!(
+            r#"{{"type":"record","name":"V","fields":[{{"name":"u","type":{field}}}]}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn decimals_are_compatible_with_themselves_and_keep_their_scale() {
+        let nullable = schema(
+            r#"["null",{"type":"bytes","logicalType":"decimal","precision":20,"scale":0}],"default":null"#,
+        );
+        let plain = schema(r#"{"type":"bytes","logicalType":"decimal","precision":20,"scale":2}"#);
+        let rescaled =
+            schema(r#"{"type":"bytes","logicalType":"decimal","precision":20,"scale":3}"#);
+        let old = |s| {
+            [Existing {
+                version: 1,
+                schema: Some(s),
+            }]
+        };
+        assert!(check(Level::Full, &nullable, &old(&nullable)).is_empty());
+        assert!(check(Level::Full, &plain, &old(&plain)).is_empty());
+        let p = check(Level::Backward, &rescaled, &old(&plain));
+        assert!(p.iter().any(|m| m.contains("decimal scale 2")), "{p:?}");
     }
 }
