@@ -242,3 +242,85 @@ fn kill_9_during_snapshot_and_streaming_loses_and_duplicates_nothing() {
         .count();
     assert!(resumed > 0, "{}", stack.run_log(trials));
 }
+
+fn http(method: &str, url: &str, body: Option<&str>) -> String {
+    let mut args = vec!["-s", "-X", method, url];
+    if let Some(b) = body {
+        args.extend(["-H", "Content-Type: application/json", "-d", b]);
+    }
+    let out = std::process::Command::new("curl")
+        .args(&args)
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn schema_changes_follow_the_registry_compatibility_level() {
+    let stack = Stack::start(false, "", "");
+    stack.db.sql(
+        "CREATE DATABASE app;
+         CREATE TABLE app.evolve (id INT PRIMARY KEY, v INT);
+         CREATE TABLE app.other (id INT PRIMARY KEY, w INT);
+         INSERT INTO app.evolve VALUES (1, 10), (2, 20);
+         INSERT INTO app.other VALUES (1, 1);",
+    );
+    let tables = ["app.evolve", "app.other"];
+    let mut run = stack.spawn_run(0);
+    stack.wait_converged(&tables, Duration::from_secs(60));
+    // A nullable column: allowed under BACKWARD (the default level).
+    stack.db.sql(
+        "ALTER TABLE app.evolve ADD COLUMN note VARCHAR(20) NULL;
+         INSERT INTO app.evolve VALUES (3, 30, 'three');
+         UPDATE app.evolve SET note = 'one' WHERE id = 1;",
+    );
+    stack.wait_converged(&tables, Duration::from_secs(60));
+    let subject = format!("{}/subjects/cdc.app.evolve-value/versions", stack.registry_url());
+    assert_eq!(http("GET", &subject, None), "[1,2]");
+    // A NOT NULL column has no default in Avro: BACKWARD forbids it. binlake stops before
+    // writing anything of the table past the DDL.
+    stack.db.sql(
+        "ALTER TABLE app.evolve ADD COLUMN must INT NOT NULL DEFAULT 7;
+         INSERT INTO app.evolve VALUES (4, 40, 'four', 8);
+         INSERT INTO app.other VALUES (2, 2);",
+    );
+    let start = Instant::now();
+    let code = loop {
+        if let Ok(Some(s)) = run.try_wait() {
+            break s.code();
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "binlake run did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = stack.run_log(0);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains("column `must` was added as NOT NULL")
+            && log.contains("Nothing of this table was written past the DDL")
+            && log.contains("/config/cdc.app.evolve-value"),
+        "{log}"
+    );
+    let seen = stack.read_topics();
+    let ids: Vec<&str> = seen["tables"]["app.evolve"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["1", "2", "3"], "no row past the DDL: {seen}");
+    assert_eq!(http("GET", &subject, None), "[1,2]");
+    // The user relaxes the subject's level as the error says; the restart resumes at the DDL.
+    http(
+        "PUT",
+        &format!("{}/config/cdc.app.evolve-value", stack.registry_url()),
+        Some(r#"{"compatibility":"NONE"}"#),
+    );
+    let mut run = stack.spawn_run(1);
+    // The DDL's default reached existing rows without row events (as in every binlog
+    // reader): touch them so that the topic carries it.
+    stack.db.sql("UPDATE app.evolve SET v = v + 1");
+    let stats = stack.wait_converged(&tables, Duration::from_secs(60));
+    assert_eq!(stats["duplicate_positions"], 0, "{stats}");
+    assert_eq!(http("GET", &subject, None), "[1,2,3]");
+    assert_eq!(sigterm(&mut run), Some(0));
+}
