@@ -324,3 +324,54 @@ fn schema_changes_follow_the_registry_compatibility_level() {
     assert_eq!(http("GET", &subject, None), "[1,2,3]");
     assert_eq!(sigterm(&mut run), Some(0));
 }
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn broker_down_for_30_s_then_restarted_and_compacted_loses_nothing() {
+    let stack = Stack::start(true, "", "");
+    let mut stack = stack;
+    schema(&stack);
+    initial_rows(&stack, 300);
+    stack.db.sql(
+        "CREATE TABLE app.hot (id INT PRIMARY KEY, n INT);
+         INSERT INTO app.hot VALUES (1,0),(2,0),(3,0),(4,0),(5,0),(6,0),(7,0),(8,0),(9,0),(10,0);",
+    );
+    let mut tables = TABLES.to_vec();
+    tables.push("app.hot");
+    let mut run = stack.spawn_run(0);
+    stack.wait_converged(&tables, Duration::from_secs(120));
+    for _ in 0..100 {
+        stack.db.sql("UPDATE app.hot SET n = n + 1");
+    }
+    let before = stack.wait_converged(&tables, Duration::from_secs(120));
+    let hot_before = before["per_topic"]["cdc.app.hot"].as_u64().unwrap_or(0);
+    assert!(hot_before >= 1000, "{before}");
+
+    stack.broker.stop();
+    let mut rng = Rng(0xb0b);
+    let down = Instant::now();
+    while down.elapsed() < Duration::from_secs(30) {
+        workload(&stack, &mut rng, 20, 300);
+        assert!(run.try_wait().ok().flatten().is_none(), "binlake run gave up: {}", stack.run_log(0));
+    }
+    let rss_mb = rss_kb(run.id()) / 1024;
+    // The restart compacts the sqlite engine's compacted topics.
+    stack.broker.restart();
+    workload(&stack, &mut rng, 50, 300);
+    let after = stack.wait_converged(&tables, Duration::from_secs(180));
+    println!("before {before}\nafter {after}\npeak RSS {rss_mb} MB");
+    assert_eq!(after["duplicate_positions"], 0, "{after}");
+    let hot_after = after["per_topic"]["cdc.app.hot"].as_u64().unwrap_or(0);
+    assert!(hot_after < hot_before / 2, "compaction kept {hot_after} of {hot_before} records");
+    assert!(rss_mb < 300, "peak RSS {rss_mb} MB while the broker was down");
+    assert_eq!(sigterm(&mut run), Some(0), "{}", stack.run_log(0));
+}

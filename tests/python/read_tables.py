@@ -139,6 +139,8 @@ while remaining:
     if msg.offset() + 1 >= ends[tp]:
         remaining.discard(tp)
     stats["records"] += 1
+    per_topic = stats.setdefault("per_topic", {})
+    per_topic[msg.topic()] = per_topic.get(msg.topic(), 0) + 1
     partitions = len(metadata.topics[msg.topic()].partitions)
     if (murmur2(msg.key()) & 0x7fffffff) % partitions != msg.partition():
         stats["misplaced"] += 1
