@@ -101,6 +101,11 @@ enum Cmd {
     Run {
         #[arg(long, env = "BINLAKE_CONFIG")]
         config: PathBuf,
+        /// Where to start streaming when no position was committed yet: start | end |
+        /// FILE:POS | GTID set (default: end, after the snapshot's starting point). Ignored
+        /// once a position is committed.
+        #[arg(long)]
+        from: Option<StartFrom>,
     },
     /// Check every prerequisite on the server; exit 1 if any fails.
     Check {
@@ -196,10 +201,16 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // `run` decodes the binlog on one worker while the other encodes and produces; the
+    // other commands are fastest on one thread (BENCHMARKS.md).
+    let mut builder = if matches!(cli.cmd, Cmd::Run { .. }) {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -391,9 +402,9 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Cmd::Run { config } => {
+        Cmd::Run { config, from } => {
             let cfg = Config::load(&config)?;
-            binlake::run::run(&cfg, shutdown_signal()).await?;
+            binlake::run::run(&cfg, from, shutdown_signal()).await?;
             tracing::info!("binlake run stopped");
             Ok(ExitCode::SUCCESS)
         }

@@ -69,6 +69,10 @@ struct Pipeline<'a> {
     producer: Producer,
     store: Store,
     tables: HashMap<(String, String), TableOut>,
+    /// The table of the previous change, so that a run of changes of one table skips the
+    /// key allocation.
+    last_table: Option<(Arc<TableSchema>, (String, String))>,
+    pos_buf: String,
     /// The state once every record sent so far is acknowledged.
     state: SavedState,
     /// (records sent before it, state) not yet committed, oldest first.
@@ -79,8 +83,13 @@ struct Pipeline<'a> {
 }
 
 /// Runs until `shutdown` resolves (then flushes and commits) or an error that retrying
-/// cannot cure.
-pub async fn run(cfg: &Config, shutdown: impl Future<Output = ()>) -> Result<()> {
+/// cannot cure. `from` is where streaming starts when nothing was committed yet (default: the
+/// server's current end, after the snapshot's starting point).
+pub async fn run(
+    cfg: &Config,
+    from: Option<StartFrom>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
     let mut registry = RegistryClient::new(cfg)?;
     let mut topics = Topics::new(&cfg.kafka)?;
     let producer = Producer::new(&cfg.kafka)?;
@@ -134,6 +143,8 @@ pub async fn run(cfg: &Config, shutdown: impl Future<Output = ()>) -> Result<()>
         producer,
         store,
         tables: HashMap::new(),
+        last_table: None,
+        pos_buf: String::with_capacity(64),
         committed: Some(state.clone()),
         state,
         pending: VecDeque::new(),
@@ -147,7 +158,10 @@ pub async fn run(cfg: &Config, shutdown: impl Future<Output = ()>) -> Result<()>
     let mut failing_since: Option<Instant> = None;
     let mut snapshot = snapshot;
     let outcome = loop {
-        let from = p.state.resume_from().unwrap_or(StartFrom::End);
+        let from = p
+            .state
+            .resume_from()
+            .unwrap_or_else(|| from.clone().unwrap_or(StartFrom::End));
         let (tx, rx) = mpsc::channel::<Batch>(16);
         let source_cfg = cfg.clone();
         let source_fence = fence.clone();
@@ -305,22 +319,35 @@ impl Pipeline<'_> {
     }
 
     async fn change(&mut self, c: &Change) -> Result<()> {
-        let key = (c.table.db.clone(), c.table.table.clone());
-        let current = self
-            .tables
-            .get(&key)
-            .is_some_and(|t| Arc::ptr_eq(&t.schema, &c.table));
-        if !current {
-            self.table_changed(c).await?;
+        let same = self
+            .last_table
+            .as_ref()
+            .is_some_and(|(t, _)| Arc::ptr_eq(t, &c.table));
+        if !same {
+            let key = (c.table.db.clone(), c.table.table.clone());
+            let current = self
+                .tables
+                .get(&key)
+                .is_some_and(|t| Arc::ptr_eq(&t.schema, &c.table));
+            if !current {
+                self.table_changed(c).await?;
+            }
+            self.last_table = Some((c.table.clone(), key));
         }
-        let Some(t) = self.tables.get(&key) else {
+        let Some(t) = self
+            .last_table
+            .as_ref()
+            .and_then(|(_, key)| self.tables.get(key))
+        else {
             return Err(Error::Unsupported(format!(
                 "internal: no output for {}",
                 c.table.full_name()
             )));
         };
         let pos_main = dedup::encode(&c.pos, Part::Main);
-        let pos_str = pos_string(c);
+        self.pos_buf.clear();
+        write_pos(c, &mut self.pos_buf);
+        let pos_str = self.pos_buf.as_str();
         let gtid = c.pos.gtid.as_deref();
         let ts = c.ts_ms as i64;
         let deletes_with_record =
@@ -372,8 +399,7 @@ impl Pipeline<'_> {
                     self.value_buf.clear();
                     self.value_buf.push(0);
                     self.value_buf.extend_from_slice(&t.value_id.to_be_bytes());
-                    t.encoder
-                        .value(row, op, ts, &pos_str, &mut self.value_buf)?;
+                    t.encoder.value(row, op, ts, pos_str, &mut self.value_buf)?;
                     Some(self.value_buf.as_slice())
                 }
                 None => None,
@@ -470,11 +496,12 @@ impl Pipeline<'_> {
 }
 
 /// `__pos`: `FILE:OFFSET:ROW`, snapshot rows `FILE:OFFSET:sN`.
-fn pos_string(c: &Change) -> String {
-    match c.pos.snapshot {
-        Some(n) => format!("{}:{}:s{n}", c.pos.file, c.pos.offset),
-        None => c.pos.to_string(),
-    }
+fn write_pos(c: &Change, out: &mut String) {
+    use std::fmt::Write;
+    let _ = match c.pos.snapshot {
+        Some(n) => write!(out, "{}:{}:s{n}", c.pos.file, c.pos.offset),
+        None => write!(out, "{}:{}:{}", c.pos.file, c.pos.offset, c.pos.row),
+    };
 }
 
 /// The error for a DDL the registry refuses: which columns changed, and the ways out.

@@ -275,7 +275,10 @@ fn schema_changes_follow_the_registry_compatibility_level() {
          UPDATE app.evolve SET note = 'one' WHERE id = 1;",
     );
     stack.wait_converged(&tables, Duration::from_secs(60));
-    let subject = format!("{}/subjects/cdc.app.evolve-value/versions", stack.registry_url());
+    let subject = format!(
+        "{}/subjects/cdc.app.evolve-value/versions",
+        stack.registry_url()
+    );
     assert_eq!(http("GET", &subject, None), "[1,2]");
     // A NOT NULL column has no default in Avro: BACKWARD forbids it. binlake stops before
     // writing anything of the table past the DDL.
@@ -289,7 +292,10 @@ fn schema_changes_follow_the_registry_compatibility_level() {
         if let Ok(Some(s)) = run.try_wait() {
             break s.code();
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "binlake run did not stop");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "binlake run did not stop"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let log = stack.run_log(0);
@@ -361,7 +367,11 @@ fn broker_down_for_30_s_then_restarted_and_compacted_loses_nothing() {
     let down = Instant::now();
     while down.elapsed() < Duration::from_secs(30) {
         workload(&stack, &mut rng, 20, 300);
-        assert!(run.try_wait().ok().flatten().is_none(), "binlake run gave up: {}", stack.run_log(0));
+        assert!(
+            run.try_wait().ok().flatten().is_none(),
+            "binlake run gave up: {}",
+            stack.run_log(0)
+        );
     }
     let rss_mb = rss_kb(run.id()) / 1024;
     // The restart compacts the sqlite engine's compacted topics.
@@ -371,7 +381,13 @@ fn broker_down_for_30_s_then_restarted_and_compacted_loses_nothing() {
     println!("before {before}\nafter {after}\npeak RSS {rss_mb} MB");
     assert_eq!(after["duplicate_positions"], 0, "{after}");
     let hot_after = after["per_topic"]["cdc.app.hot"].as_u64().unwrap_or(0);
-    assert!(hot_after < hot_before / 2, "compaction kept {hot_after} of {hot_before} records");
-    assert!(rss_mb < 300, "peak RSS {rss_mb} MB while the broker was down");
+    assert!(
+        hot_after < hot_before / 2,
+        "compaction kept {hot_after} of {hot_before} records"
+    );
+    assert!(
+        rss_mb < 300,
+        "peak RSS {rss_mb} MB while the broker was down"
+    );
     assert_eq!(sigterm(&mut run), Some(0), "{}", stack.run_log(0));
 }

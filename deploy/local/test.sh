@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Owns: the project's test command (referenced from README.md and .ci/run).
 # Formatting, lints (warnings are errors) and every test target, debug profile.
-# Integration tests start their own MariaDB instances through
-# deploy/local/mariadb.sh, so MariaDB must be installed (mariadb.sh install).
+# Integration tests start their own MariaDB, Nisshi broker and `binlake registry`
+# instances, and read topics back with Python confluent-kafka; the installers below are
+# no-ops when everything is already there.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+bash deploy/local/mariadb.sh install
+bash deploy/local/kafka.sh install
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings

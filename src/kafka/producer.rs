@@ -127,9 +127,9 @@ impl Producer {
             ("linger.ms", "10"),
             ("batch.num.messages", "10000"),
             ("compression.type", "lz4"),
-            // The memory bound of the producer queue: about 64 MB.
-            ("queue.buffering.max.kbytes", "65536"),
-            ("queue.buffering.max.messages", "200000"),
+            // The memory bound of the producer queue: 32 MB (BENCHMARKS.md: peak RSS).
+            ("queue.buffering.max.kbytes", "32768"),
+            ("queue.buffering.max.messages", "100000"),
         ] {
             if !k.properties.contains_key(name) {
                 c.set(name, value);
@@ -141,6 +141,15 @@ impl Producer {
         );
         if let Some(id) = &k.transactional_id {
             c.set("transactional.id", id);
+            // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
+            if !k.properties.contains_key("transaction.timeout.ms") {
+                c.set(
+                    "transaction.timeout.ms",
+                    (k.message_timeout_secs as u64 * 1000)
+                        .max(60_000)
+                        .to_string(),
+                );
+            }
         }
         let acks = Arc::new(Acks::default());
         let inner: ThreadedProducer<Context> = c

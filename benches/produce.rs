@@ -1,0 +1,145 @@
+//! Baseline for `binlake run`'s throughput (BENCHMARKS.md, deploy/local/bench-run.sh): a plain
+//! rdkafka producer writing the same records binlake wrote (keys, values and the
+//! `binlake.pos` header, sampled from one of its topics) with the same producer settings, so
+//! the ratio of the two rates is binlake's own overhead.
+//!
+//! Env: BROKERS, SOURCE_TOPIC (a binlake table topic to sample), TARGET_TOPIC (created with
+//! PARTITIONS partitions), COUNT (records to produce). Prints `baseline_records_per_sec=...`.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("set {name}"))
+}
+
+type Sample = (Vec<u8>, Option<Vec<u8>>, Vec<u8>);
+
+fn sample(brokers: &str, topic: &str, max: usize) -> Vec<Sample> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "binlake-bench-sample")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let md = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    let parts = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| t.partitions().len())
+        .expect("source topic exists");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..parts as i32 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("assign");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while out.len() < max && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let pos = m
+                .headers()
+                .and_then(|h| {
+                    h.iter()
+                        .find(|h| h.key == "binlake.pos")
+                        .and_then(|h| h.value)
+                })
+                .unwrap_or_default()
+                .to_vec();
+            out.push((
+                m.key().unwrap_or_default().to_vec(),
+                m.payload().map(<[u8]>::to_vec),
+                pos,
+            ));
+        }
+    }
+    assert!(!out.is_empty(), "no records in {topic}");
+    out
+}
+
+fn main() {
+    // `cargo test --all-targets` runs bench targets once too: without a broker, say how to
+    // run it and stop.
+    if std::env::var_os("BROKERS").is_none() {
+        println!("produce baseline: run through deploy/local/bench-run.sh (needs BROKERS)");
+        return;
+    }
+    let brokers = env("BROKERS");
+    let count: usize = env("COUNT").parse().expect("COUNT");
+    let partitions: i32 = env("PARTITIONS").parse().expect("PARTITIONS");
+    let target = env("TARGET_TOPIC");
+    let samples = sample(&brokers, &env("SOURCE_TOPIC"), 10_000);
+    let bytes: usize = samples
+        .iter()
+        .map(|s| s.0.len() + s.1.as_ref().map_or(0, Vec::len) + s.2.len())
+        .sum();
+    println!(
+        "sampled {} records, {:.0} bytes each on average",
+        samples.len(),
+        bytes as f64 / samples.len() as f64
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .expect("admin");
+    let topic = NewTopic::new(&target, partitions, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact");
+    rt.block_on(admin.create_topics([&topic], &AdminOptions::new()))
+        .expect("create topic");
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "10")
+        .set("batch.num.messages", "10000")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.kbytes", "32768")
+        .set("queue.buffering.max.messages", "100000")
+        .create()
+        .expect("producer");
+    let start = Instant::now();
+    for i in 0..count {
+        let (key, value, pos) = &samples[i % samples.len()];
+        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+            key: "binlake.pos",
+            value: Some(pos.as_slice()),
+        });
+        let mut rec = BaseRecord::to(&target)
+            .partition(binlake::kafka::partition::partition_for(key, partitions))
+            .key(key.as_slice())
+            .headers(headers);
+        if let Some(v) = value {
+            rec = rec.payload(v.as_slice());
+        }
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    rec = back;
+                    producer.poll(Duration::from_millis(1));
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(300)).expect("flush");
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "baseline_records={count} seconds={secs:.3} baseline_records_per_sec={:.0}",
+        count as f64 / secs
+    );
+}

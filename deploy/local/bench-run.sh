@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Owns: the `binlake run` benchmark of BENCHMARKS.md. Starts a private MariaDB, a Nisshi
+# broker (memory engine) and `binlake registry`; writes ROWS inserts of a 10-column table into
+# the binlog (BATCH rows per statement and transaction); then times `binlake run --from` that
+# point until every record is in the topic, and right after, in the same run, a plain rdkafka
+# producer (`cargo bench --bench produce`) writing the same records with the same settings.
+# With TXN_MB set (e.g. TXN_MB=1024), the rows are instead one transaction of about that many
+# MB (1 KB rows), to show memory stays bounded. Reports rows/s and peak RSS.
+# Usage: [TXN_MB=1024] deploy/local/bench-run.sh [ROWS=1000000] [BATCH=1000] [PORT=33110]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+ROWS=${1:-1000000}
+BATCH=${2:-1000}
+PORT=${3:-33110}
+KPORT=$((PORT + 1))
+RPORT=$((PORT + 2))
+source deploy/local/bench-common.sh
+bench_start "$PORT"
+cargo build --release --quiet --benches
+NISSHI=$(command -v nisshi || echo "$HOME/.cargo/bin/nisshi")
+(cd "$DIR" && exec "$NISSHI" broker --listener-url "tcp://127.0.0.1:$KPORT" \
+  --advertised-listener-url "tcp://127.0.0.1:$KPORT" --storage-engine memory://nisshi/ \
+  --group-initial-rebalance-delay 0s >"$DIR/broker.log" 2>&1) &
+BROKER=$!
+trap 'kill $BROKER $REGISTRY 2>/dev/null || true; sleep 1; kill -9 $BROKER 2>/dev/null || true; bash deploy/local/mariadb.sh stop "$DIR" >/dev/null 2>&1 || true; rm -rf "$DIR"' EXIT
+REGISTRY=""
+cat > "$DIR/bench.toml" <<TOML
+[mysql]
+port = $PORT
+password = "binlake"
+[snapshot]
+mode = "never"
+[kafka]
+brokers = "127.0.0.1:$KPORT"
+topic_prefix = "bench"
+partitions = 3
+[registry]
+url = "http://127.0.0.1:$RPORT"
+TOML
+until (exec 3<>/dev/tcp/127.0.0.1/$KPORT) 2>/dev/null; do sleep 0.1; done
+./target/release/binlake --log warn registry --config "$DIR/bench.toml" >"$DIR/registry.log" 2>&1 &
+REGISTRY=$!
+until curl -sf "http://127.0.0.1:$RPORT/" >/dev/null; do sleep 0.1; done
+
+START=$($SQL -N -e "SHOW MASTER STATUS" | awk '{print $1":"$2}')
+if [[ -n "${TXN_MB:-}" ]]; then
+  ROWS=$((TXN_MB * 1024))
+  TABLE=big
+  $SQL -e "CREATE TABLE bench.big (id BIGINT PRIMARY KEY, pad VARCHAR(1000));
+    SET SESSION max_statement_time = 0;
+    INSERT INTO bench.big SELECT seq, REPEAT(CHAR(65 + seq % 26), 1000) FROM bench.seq_1_to_$ROWS;"
+else
+  TABLE=t
+  for ((k = 0; k < ROWS; k += BATCH)); do
+    bench_insert $((k + 1)) $((k + BATCH))
+  done | $SQL bench
+fi
+echo "binlog bytes: $($SQL -N -e "SHOW BINARY LOGS" | awk '{s+=$2} END {print s}'), rows: $ROWS"
+
+# Waits until the topic holds N records; prints seconds since $T0.
+wait_records() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import sys, time
+from confluent_kafka import Consumer, TopicPartition
+brokers, topic, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+c = Consumer({"bootstrap.servers": brokers, "group.id": "bench-watch"})
+while True:
+    md = c.list_topics(timeout=10).topics.get(topic)
+    if md is not None and md.partitions:
+        total = sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                    for p in md.partitions)
+        if total >= n:
+            break
+    time.sleep(0.05)
+PY
+}
+# Seconds between the first and the last record's producer timestamp in TOPIC (the
+# steady-state span, without start-up), read from the first and last record of each partition.
+span() {
+  python3 - "$1" "$2" <<'PY'
+import sys
+from confluent_kafka import Consumer, TopicPartition
+brokers, topic = sys.argv[1], sys.argv[2]
+conf = {"bootstrap.servers": brokers, "group.id": "bench-span", "enable.auto.commit": False}
+meta = Consumer(conf)
+stamps = []
+for p in meta.list_topics(timeout=10).topics[topic].partitions:
+    low, high = meta.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+    for off in (low, high - 1):
+        c = Consumer(conf)
+        c.assign([TopicPartition(topic, p, off)])
+        m = None
+        for _ in range(10):
+            m = c.poll(5)
+            if m is not None and not m.error():
+                break
+        stamps.append(m.timestamp()[1])
+        c.close()
+print((max(stamps) - min(stamps)) / 1000)
+PY
+}
+T0=$(date +%s.%N)
+${PROFILE:-} /usr/bin/time -f "binlake_peak_rss_kb=%M" ./target/release/binlake --log warn run \
+  --config "$DIR/bench.toml" --from "$START" &
+RUN=$!
+wait_records "127.0.0.1:$KPORT" "bench.bench.$TABLE" "$ROWS"
+T1=$(date +%s.%N)
+kill -TERM $(pgrep -P $RUN) 2>/dev/null || true
+wait $RUN || true
+S=$(span "127.0.0.1:$KPORT" "bench.bench.$TABLE")
+python3 -c "s=$T1-$T0; print(f'binlake_records=$ROWS with_startup_seconds={s:.3f} with_startup_per_sec={$ROWS/s:.0f} steady_seconds=$S steady_per_sec={$ROWS/$S:.0f}')"
+if [[ -z "${TXN_MB:-}" ]]; then
+  BROKERS="127.0.0.1:$KPORT" SOURCE_TOPIC="bench.bench.$TABLE" TARGET_TOPIC=baseline \
+    COUNT="$ROWS" PARTITIONS=3 cargo bench --quiet --bench produce
+fi
