@@ -200,6 +200,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // `run` decodes the binlog on one worker while the other encodes and produces; the
     // other commands are fastest on one thread (BENCHMARKS.md).

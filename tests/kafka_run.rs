@@ -257,7 +257,16 @@ fn http(method: &str, url: &str, body: Option<&str>) -> String {
 
 #[test]
 fn schema_changes_follow_the_registry_compatibility_level() {
-    let stack = Stack::start(false, "", "");
+    // Positions in a local file this time (the restart below resumes from it).
+    let offsets = support::mariadb::unique_dir().with_extension("offsets.json");
+    let stack = Stack::start(
+        false,
+        &format!(
+            "offsets = \"file\"\noffsets_file = \"{}\"",
+            offsets.display()
+        ),
+        "",
+    );
     stack.db.sql(
         "CREATE DATABASE app;
          CREATE TABLE app.evolve (id INT PRIMARY KEY, v INT);
@@ -315,6 +324,8 @@ fn schema_changes_follow_the_registry_compatibility_level() {
         .collect();
     assert_eq!(ids, ["1", "2", "3"], "no row past the DDL: {seen}");
     assert_eq!(http("GET", &subject, None), "[1,2]");
+    let committed = std::fs::read_to_string(&offsets).expect("the offsets file");
+    assert!(committed.contains("\"last\""), "{committed}");
     // The user relaxes the subject's level as the error says; the restart resumes at the DDL.
     http(
         "PUT",
@@ -329,6 +340,9 @@ fn schema_changes_follow_the_registry_compatibility_level() {
     assert_eq!(stats["duplicate_positions"], 0, "{stats}");
     assert_eq!(http("GET", &subject, None), "[1,2,3]");
     assert_eq!(sigterm(&mut run), Some(0));
+    let log = stack.run_log(1);
+    assert!(log.contains("resume=Some"), "{log}");
+    let _ = std::fs::remove_file(&offsets);
 }
 
 fn rss_kb(pid: u32) -> u64 {
@@ -390,4 +404,31 @@ fn broker_down_for_30_s_then_restarted_and_compacted_loses_nothing() {
         "peak RSS {rss_mb} MB while the broker was down"
     );
     assert_eq!(sigterm(&mut run), Some(0), "{}", stack.run_log(0));
+}
+
+#[test]
+fn registry_basic_auth_is_used_and_a_wrong_password_is_named() {
+    let mut stack = Stack::start(false, "", "username = \"cdc\"\npassword = \"s3cret\"\n");
+    stack.registry_auth = Some("cdc:s3cret".into());
+    stack.db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v INT);
+         INSERT INTO app.t VALUES (1, 1), (2, 2);",
+    );
+    // A wrong password: one clear error, nothing written.
+    let text = std::fs::read_to_string(&stack.config).expect("config");
+    let wrong = stack.db.dir.join("wrong.toml");
+    std::fs::write(&wrong, text.replace("s3cret", "nope")).expect("config");
+    let run = support::cli::binlake(
+        &["run", "--config", wrong.to_str().expect("path")],
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("HTTP 401") && run.stderr.contains("registry.username"),
+        "{}",
+        run.stderr
+    );
+    let mut run = stack.spawn_run(0);
+    stack.wait_converged(&["app.t"], Duration::from_secs(60));
+    assert_eq!(sigterm(&mut run), Some(0));
 }

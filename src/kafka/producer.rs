@@ -120,10 +120,19 @@ pub struct Producer {
 impl Producer {
     pub fn new(k: &KafkaConfig) -> Result<Producer> {
         let mut c = super::client_config(k);
-        // Defaults first; the user's [kafka.properties] (already in `c`) win.
+        // Not negotiable: without them a retry can reorder or duplicate records, and the
+        // position filter's guarantee would not hold.
+        for (name, value) in [("enable.idempotence", "true"), ("acks", "all")] {
+            if k.properties.get(name).is_some_and(|v| v != value) {
+                tracing::warn!(
+                    property = name,
+                    "[kafka.properties] {name} is ignored: binlake always uses {value}"
+                );
+            }
+            c.set(name, value);
+        }
+        // Defaults; the user's [kafka.properties] (already in `c`) win.
         for (name, value) in [
-            ("enable.idempotence", "true"),
-            ("acks", "all"),
             ("linger.ms", "10"),
             ("batch.num.messages", "10000"),
             ("compression.type", "lz4"),

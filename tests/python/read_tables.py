@@ -12,6 +12,7 @@ usage: read_tables.py BOOTSTRAP REGISTRY_URL PREFIX
 import datetime
 import decimal
 import json
+import os
 import sys
 
 from confluent_kafka import Consumer, TopicPartition
@@ -20,7 +21,10 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 bootstrap, registry_url, prefix = sys.argv[1:4]
-registry = SchemaRegistryClient({"url": registry_url})
+registry_conf = {"url": registry_url}
+if os.environ.get("REGISTRY_AUTH"):
+    registry_conf["basic.auth.user.info"] = os.environ["REGISTRY_AUTH"]
+registry = SchemaRegistryClient(registry_conf)
 deserializer = AvroDeserializer(registry)
 consumer = Consumer({
     "bootstrap.servers": bootstrap,

@@ -16,6 +16,8 @@ pub struct Stack {
     registry: Option<Child>,
     pub prefix: String,
     pub config: PathBuf,
+    /// `user:password` for the registry, when it requires basic auth.
+    pub registry_auth: Option<String>,
 }
 
 impl Stack {
@@ -49,6 +51,7 @@ impl Stack {
             registry: None,
             prefix: "cdc".into(),
             config,
+            registry_auth: None,
         };
         s.start_registry();
         s
@@ -76,7 +79,9 @@ impl Stack {
                 let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
                 let mut buf = String::new();
                 let _ = s.read_to_string(&mut buf);
-                if buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200") {
+                // 401: up, and asking for credentials.
+                let status = buf.lines().next().unwrap_or_default();
+                if status.contains(" 200") || status.contains(" 401") {
                     return;
                 }
             }
@@ -127,6 +132,7 @@ impl Stack {
                 &self.registry_url(),
                 &self.prefix,
             ])
+            .env("REGISTRY_AUTH", self.registry_auth.as_deref().unwrap_or(""))
             .output()
             .expect("run python3 (pip install 'confluent-kafka[avro]' fastavro)");
         assert!(
