@@ -1,6 +1,6 @@
 //! Baseline for `binlake run`'s throughput (BENCHMARKS.md, deploy/local/bench-run.sh): a plain
 //! rdkafka producer writing the same records binlake wrote (keys, values and the
-//! `binlake.pos` header, sampled from one of its topics) with the same producer settings, so
+//! headers, sampled from one of its topics) with the same producer settings, so
 //! the ratio of the two rates is binlake's own overhead.
 //!
 //! Env: BROKERS, SOURCE_TOPIC (a binlake table topic to sample), TARGET_TOPIC (created with
@@ -19,7 +19,8 @@ fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("set {name}"))
 }
 
-type Sample = (Vec<u8>, Option<Vec<u8>>, Vec<u8>);
+/// Key, value, headers (name, value).
+type Sample = (Vec<u8>, Option<Vec<u8>>, Vec<(String, Vec<u8>)>);
 
 fn sample(brokers: &str, topic: &str, max: usize) -> Vec<Sample> {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -47,19 +48,18 @@ fn sample(brokers: &str, topic: &str, max: usize) -> Vec<Sample> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while out.len() < max && Instant::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            let pos = m
+            let headers = m
                 .headers()
-                .and_then(|h| {
+                .map(|h| {
                     h.iter()
-                        .find(|h| h.key == "binlake.pos")
-                        .and_then(|h| h.value)
+                        .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
                 })
-                .unwrap_or_default()
-                .to_vec();
+                .unwrap_or_default();
             out.push((
                 m.key().unwrap_or_default().to_vec(),
                 m.payload().map(<[u8]>::to_vec),
-                pos,
+                headers,
             ));
         }
     }
@@ -81,7 +81,11 @@ fn main() {
     let samples = sample(&brokers, &env("SOURCE_TOPIC"), 10_000);
     let bytes: usize = samples
         .iter()
-        .map(|s| s.0.len() + s.1.as_ref().map_or(0, Vec::len) + s.2.len())
+        .map(|s| {
+            s.0.len()
+                + s.1.as_ref().map_or(0, Vec::len)
+                + s.2.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+        })
         .sum();
     println!(
         "sampled {} records, {:.0} bytes each on average",
@@ -113,11 +117,14 @@ fn main() {
         .expect("producer");
     let start = Instant::now();
     for i in 0..count {
-        let (key, value, pos) = &samples[i % samples.len()];
-        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
-            key: "binlake.pos",
-            value: Some(pos.as_slice()),
-        });
+        let (key, value, sample_headers) = &samples[i % samples.len()];
+        let mut headers = OwnedHeaders::new_with_capacity(sample_headers.len());
+        for (k, v) in sample_headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_slice()),
+            });
+        }
         let mut rec = BaseRecord::to(&target)
             .partition(binlake::kafka::partition::partition_for(key, partitions))
             .key(key.as_slice())

@@ -71,7 +71,7 @@ while True:
                     for p in md.partitions)
         if total >= n:
             break
-    time.sleep(0.05)
+    time.sleep(0.5)
 PY
 }
 # Seconds between the first and the last record's producer timestamp in TOPIC (the

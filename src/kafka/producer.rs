@@ -7,7 +7,7 @@
 //! forever (and the run), so nothing after it is ever committed. When librdkafka's queue is
 //! full, `send` waits: backpressure reaches the binlog reader instead of memory growing.
 
-use std::collections::BTreeSet;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,8 +25,8 @@ use crate::error::{Error, Result};
 struct AckState {
     /// Lowest sequence number not yet acknowledged.
     acked: u64,
-    /// Acknowledged numbers above `acked` (out of order).
-    early: BTreeSet<u64>,
+    /// Bit i of word w: `acked + 64 * w + i` was acknowledged early (out of order).
+    early: VecDeque<u64>,
     /// The first delivery that failed for good.
     failed: Option<String>,
 }
@@ -40,17 +40,28 @@ pub struct Acks {
 impl Acks {
     fn ack(&self, seq: u64) {
         let Ok(mut s) = self.state.lock() else { return };
-        if seq == s.acked {
-            s.acked += 1;
-            loop {
-                let next = s.acked;
-                if !s.early.remove(&next) {
-                    break;
-                }
-                s.acked += 1;
+        if seq < s.acked {
+            return;
+        }
+        // The window starts at `acked`, which is kept a multiple of 64 apart from the
+        // window's base by shifting whole words only when they are full.
+        let base = s.acked - s.acked % 64;
+        let (word, bit) = (((seq - base) / 64) as usize, (seq - base) % 64);
+        if s.early.len() <= word {
+            s.early.resize(word + 1, 0);
+        }
+        s.early[word] |= 1 << bit;
+        // Advance over the acknowledged prefix.
+        loop {
+            let off = s.acked % 64;
+            let Some(&w) = s.early.front() else { break };
+            let run = (w >> off).trailing_ones() as u64;
+            s.acked += run;
+            if off + run == 64 {
+                s.early.pop_front();
+            } else {
+                break;
             }
-        } else if seq > s.acked {
-            s.early.insert(seq);
         }
     }
 
@@ -293,6 +304,28 @@ impl Producer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watermark_follows_any_acknowledgement_order() {
+        // A deterministic shuffle of 10,000 sequence numbers, in blocks as partitions ack.
+        let n = 10_000u64;
+        let mut order: Vec<u64> = (0..n).collect();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in (1..order.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            order.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let a = Acks::default();
+        let mut seen = vec![false; n as usize];
+        for s in order {
+            a.ack(s);
+            seen[s as usize] = true;
+            let want = seen.iter().position(|b| !b).unwrap_or(n as usize) as u64;
+            assert_eq!(a.acked(), want);
+        }
+    }
 
     #[test]
     fn watermark_waits_for_the_oldest_record() {
