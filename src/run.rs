@@ -180,7 +180,11 @@ pub async fn run(
         }
         let err = match source_result {
             Ok(Err(e)) => e,
-            Ok(Ok(())) => Error::Unsupported("the binlog stream ended".into()),
+            // The server closed the stream (a shutdown or a restart): reconnect.
+            Ok(Ok(())) => Error::Io {
+                context: "the server ended the binlog stream".into(),
+                cause: std::io::ErrorKind::ConnectionAborted.into(),
+            },
             Err(e) => Error::Unsupported(format!("the binlog reader task failed: {e}")),
         };
         if !retryable(&err) {

@@ -432,3 +432,64 @@ fn registry_basic_auth_is_used_and_a_wrong_password_is_named() {
     stack.wait_converged(&["app.t"], Duration::from_secs(60));
     assert_eq!(sigterm(&mut run), Some(0));
 }
+
+#[test]
+fn mysql_restart_mid_stream_is_retried_and_nothing_is_lost() {
+    let stack = Stack::start(false, "", "");
+    stack.db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v INT);
+         INSERT INTO app.t VALUES (1, 1), (2, 2);",
+    );
+    let mut run = stack.spawn_run(0);
+    stack.wait_converged(&["app.t"], Duration::from_secs(60));
+    stack.db.stop();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        run.try_wait().ok().flatten().is_none(),
+        "binlake run gave up at once: {}",
+        stack.run_log(0)
+    );
+    stack.db.start_again();
+    stack
+        .db
+        .sql("INSERT INTO app.t VALUES (3, 3); UPDATE app.t SET v = 10 WHERE id = 1;");
+    let stats = stack.wait_converged(&["app.t"], Duration::from_secs(90));
+    assert_eq!(stats["duplicate_positions"], 0, "{stats}");
+    let log = stack.run_log(0);
+    assert!(log.contains("reconnecting"), "{log}");
+    assert_eq!(sigterm(&mut run), Some(0), "{log}");
+}
+
+#[test]
+fn an_existing_topic_that_is_not_compacted_is_refused_unless_allowed() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let stack = Stack::start(false, "", "");
+    stack.db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v INT);
+         INSERT INTO app.t VALUES (1, 1);",
+    );
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", stack.broker.bootstrap())
+        .create()
+        .expect("admin");
+    let topic =
+        NewTopic::new("cdc.app.t", 3, TopicReplication::Fixed(1)).set("cleanup.policy", "delete");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(admin.create_topics([&topic], &AdminOptions::new()))
+        .expect("create topic");
+    let run = support::cli::binlake(
+        &["run", "--config", stack.config.to_str().expect("path")],
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("cdc.app.t exists with cleanup.policy=delete")
+            && run.stderr.contains("allow_non_compacted"),
+        "{}",
+        run.stderr
+    );
+}

@@ -77,6 +77,34 @@ impl MariaDb {
         db
     }
 
+    /// Stops the server and starts it again on the same data and port.
+    pub fn restart(&self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// Stops the server (SIGTERM, as an operator would).
+    pub fn stop(&self) {
+        let out = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .arg(&self.dir)
+            .output();
+        check("mariadb.sh stop", out);
+    }
+
+    /// Starts a stopped server again on the same data and port.
+    pub fn start_again(&self) {
+        let out = Command::new("bash")
+            .arg(script())
+            .arg("start")
+            .arg(&self.dir)
+            .arg(self.port.to_string())
+            .env("BINLAKE_OWNER_PID", std::process::id().to_string())
+            .output();
+        check("mariadb.sh start", out);
+    }
+
     /// `mysql://user:pass@127.0.0.1:PORT/`
     pub fn url(&self, user: &str, pass: &str) -> String {
         format!("mysql://{user}:{pass}@127.0.0.1:{}/", self.port)
