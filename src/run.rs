@@ -156,6 +156,7 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut failures = 0u32;
     let mut failing_since: Option<Instant> = None;
+    let snapshot_wanted = snapshot.is_some();
     let mut snapshot = snapshot;
     let outcome = loop {
         let from = p
@@ -208,7 +209,9 @@ pub async fn run(
         // Resume after what was sent: it may be written already, so no new snapshot row may
         // land at or before it.
         fence = p.state.last.clone().or(fence);
-        snapshot = p.state.snapshot.clone().filter(|s| !s.complete);
+        // The snapshot continues where the sent changes left it (from its plan if none was
+        // sent yet).
+        snapshot = snapshot_wanted.then(|| p.state.snapshot.clone().unwrap_or_default());
     };
     let drained = p.drain(outcome.is_ok()).await;
     outcome.and(drained)
