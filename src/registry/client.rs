@@ -109,6 +109,15 @@ impl RegistryClient {
         Ok((status, value))
     }
 
+    async fn post_schema(&self, path: &str, schema: &str) -> Result<(u16, serde_json::Value)> {
+        self.call(
+            reqwest::Method::POST,
+            path,
+            Some(json!({ "schema": schema })),
+        )
+        .await
+    }
+
     fn failure(path: &str, status: u16, body: &serde_json::Value) -> Error {
         let e: Option<RegistryError> = serde_json::from_value(body.clone()).ok();
         let msg = e
@@ -125,13 +134,7 @@ impl RegistryClient {
             "/compatibility/subjects/{}/versions/latest?verbose=true",
             encode(subject)
         );
-        let (status, body) = self
-            .call(
-                reqwest::Method::POST,
-                &path,
-                Some(json!({ "schema": schema })),
-            )
-            .await?;
+        let (status, body) = self.post_schema(&path, schema).await?;
         match status {
             200 => {
                 if body["is_compatible"].as_bool() == Some(true) {
@@ -164,13 +167,7 @@ impl RegistryClient {
             return Ok(id);
         }
         let path = format!("/subjects/{}/versions", encode(subject));
-        let (status, body) = self
-            .call(
-                reqwest::Method::POST,
-                &path,
-                Some(json!({ "schema": schema })),
-            )
-            .await?;
+        let (status, body) = self.post_schema(&path, schema).await?;
         if status != 200 {
             return Err(Self::failure(&path, status, &body));
         }
