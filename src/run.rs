@@ -153,6 +153,16 @@ pub async fn run(
     };
     tracing::info!(resume = ?p.state.resume_from(), snapshot = snapshot.is_some(), "binlake run starting");
 
+    // `binlake snapshot` requests: served for the whole run, handed to the current reader.
+    let mut adhoc = match &cfg.admin.listen {
+        Some(listen) => {
+            let (tx, rx) = mpsc::channel(8);
+            crate::admin::serve(listen, cfg.admin.token.clone(), tx).await?;
+            Some(rx)
+        }
+        None => None,
+    };
+
     tokio::pin!(shutdown);
     let mut failures = 0u32;
     let mut failing_since: Option<Instant> = None;
@@ -167,11 +177,12 @@ pub async fn run(
         let source_cfg = cfg.clone();
         let source_fence = fence.clone();
         let snap = snapshot.take();
+        let (adhoc_tx, adhoc_rx) = mpsc::channel(8);
         let source = tokio::spawn(async move {
-            replication::stream(&source_cfg, from, snap, None, source_fence, tx).await
+            replication::stream(&source_cfg, from, snap, Some(adhoc_rx), source_fence, tx).await
         });
         let sent_before = p.producer.next_seq();
-        let stop = p.pump(rx, &mut shutdown).await;
+        let stop = p.pump(rx, &mut adhoc, &adhoc_tx, &mut shutdown).await;
         source.abort();
         let source_result = source.await;
         match stop {
@@ -235,6 +246,8 @@ impl Pipeline<'_> {
     async fn pump(
         &mut self,
         mut rx: mpsc::Receiver<Batch>,
+        adhoc: &mut Option<mpsc::Receiver<crate::mysql::snapshot::AdhocRequest>>,
+        adhoc_tx: &mpsc::Sender<crate::mysql::snapshot::AdhocRequest>,
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<Stop> {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -244,6 +257,11 @@ impl Pipeline<'_> {
                 biased;
                 _ = shutdown.as_mut() => return Ok(Stop::Shutdown),
                 _ = tick.tick() => self.commit_ready().await?,
+                Some(req) = async { adhoc.as_mut()?.recv().await }, if adhoc.is_some() => {
+                    // The reader answers the request; if it is gone, the request's reply
+                    // channel drops and the admin endpoint says so.
+                    let _ = adhoc_tx.send(req).await;
+                }
                 b = rx.recv() => match b {
                     None => return Ok(Stop::SourceEnded),
                     Some(b) => self.batch(b).await?,
