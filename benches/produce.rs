@@ -146,7 +146,19 @@ fn main() {
     producer.flush(Duration::from_secs(300)).expect("flush");
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "baseline_records={count} seconds={secs:.3} baseline_records_per_sec={:.0}",
-        count as f64 / secs
+        "baseline_records={count} seconds={secs:.3} baseline_records_per_sec={:.0} cpu_seconds={:.2}",
+        count as f64 / secs,
+        cpu_seconds()
     );
+}
+
+/// User + system CPU seconds of this process so far (from /proc/self/stat, 100 ticks/s).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }

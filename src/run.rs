@@ -275,6 +275,7 @@ impl Pipeline<'_> {
             self.change(c).await?;
             self.state.last = Some(c.pos.clone());
         }
+        self.producer.poll();
         if let Some(at) = b.started_at {
             self.state.started_at.get_or_insert(at);
         }
@@ -301,6 +302,7 @@ impl Pipeline<'_> {
 
     /// Commits the newest state whose records are all acknowledged.
     async fn commit_ready(&mut self) -> Result<()> {
+        self.producer.poll();
         if let Some(f) = self.producer.acks().failed() {
             return Err(Error::Delivery(f));
         }

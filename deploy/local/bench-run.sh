@@ -100,7 +100,7 @@ print((max(stamps) - min(stamps)) / 1000)
 PY
 }
 T0=$(date +%s.%N)
-${PROFILE:-} /usr/bin/time -f "binlake_peak_rss_kb=%M" ./target/release/binlake --log warn run \
+${PROFILE:-} /usr/bin/time -f "binlake_peak_rss_kb=%M cpu_seconds=%U+%S" ./target/release/binlake --log warn run \
   --config "$DIR/bench.toml" --from "$START" &
 RUN=$!
 wait_records "127.0.0.1:$KPORT" "bench.bench.$TABLE" "$ROWS"
@@ -111,5 +111,5 @@ S=$(span "127.0.0.1:$KPORT" "bench.bench.$TABLE")
 python3 -c "s=$T1-$T0; print(f'binlake_records=$ROWS with_startup_seconds={s:.3f} with_startup_per_sec={$ROWS/s:.0f} steady_seconds=$S steady_per_sec={$ROWS/$S:.0f}')"
 if [[ -z "${TXN_MB:-}" ]]; then
   BROKERS="127.0.0.1:$KPORT" SOURCE_TOPIC="bench.bench.$TABLE" TARGET_TOPIC=baseline \
-    COUNT="$ROWS" PARTITIONS=3 cargo bench --quiet --bench produce
+    COUNT="$ROWS" PARTITIONS=3 ${BASELINE_PROFILE:-} cargo bench --quiet --bench produce
 fi
