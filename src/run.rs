@@ -216,7 +216,10 @@ pub async fn run(
         let wait = Duration::from_secs(1 << failures.min(5));
         failures += 1;
         tracing::warn!(error = %err, retry_in_secs = wait.as_secs(), "binlog stream failed; reconnecting");
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.as_mut() => break Ok(()),
+        }
         // Resume after what was sent: it may be written already, so no new snapshot row may
         // land at or before it.
         fence = p.state.last.clone().or(fence);
