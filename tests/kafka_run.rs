@@ -545,3 +545,70 @@ fn binlake_snapshot_repairs_a_table_changed_outside_the_binlog() {
     }
     assert_eq!(sigterm(&mut run), Some(0));
 }
+
+#[test]
+fn a_broker_or_server_that_stays_away_is_a_clear_error_after_the_configured_wait() {
+    // Kafka gone for good: the records wait message_timeout_secs, then binlake stops without
+    // committing past them.
+    let mut stack = Stack::start(true, "", "");
+    let text = std::fs::read_to_string(&stack.config).expect("config");
+    std::fs::write(
+        &stack.config,
+        text.replace("message_timeout_secs = 120", "message_timeout_secs = 5")
+            .replace("retry_secs = 120", "retry_secs = 3"),
+    )
+    .expect("config");
+    stack.db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v INT);
+         INSERT INTO app.t VALUES (1, 1);",
+    );
+    let mut run = stack.spawn_run(0);
+    stack.wait_converged(&["app.t"], Duration::from_secs(60));
+    stack.broker.stop();
+    stack.db.sql("INSERT INTO app.t VALUES (2, 2)");
+    let start = Instant::now();
+    let code = loop {
+        if let Ok(Some(s)) = run.try_wait() {
+            break s.code();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "run did not give up"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let log = stack.run_log(0);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains("the position was not committed past it"),
+        "{log}"
+    );
+
+    // MySQL gone for good: reconnects for retry_secs, then one error naming the server.
+    stack.broker.restart();
+    let mut run = stack.spawn_run(1);
+    let start = Instant::now();
+    while !stack.run_log(1).contains("starting binlog stream") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{}",
+            stack.run_log(1)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stack.db.stop();
+    let start = Instant::now();
+    let code = loop {
+        if let Ok(Some(s)) = run.try_wait() {
+            break s.code();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "run did not give up"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let log = stack.run_log(1);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(log.contains("stayed unreachable for 3s"), "{log}");
+}
