@@ -91,8 +91,18 @@ impl RegistryClient {
             req = req.header("Content-Type", CONTENT_TYPE).body(b.to_string());
         }
         let resp = req.send().await.map_err(|e| {
+            // reqwest's message alone says "error sending request"; the cause (refused
+            // connection, unknown certificate issuer, ...) is in the source chain.
+            let mut why = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                why.push_str(": ");
+                why.push_str(&c.to_string());
+                cause = c.source();
+            }
             Error::Registry(format!(
-                "{url}: {e} (is the registry at registry.url running?)"
+                "{url}: {why} (is the registry at registry.url running? for https, is \
+                 registry.ca_file the CA that signed its certificate?)"
             ))
         })?;
         let status = resp.status().as_u16();
