@@ -134,6 +134,21 @@ fn workload(stack: &Stack, rng: &mut Rng, ops: usize, key_space: u64) {
     }
 }
 
+/// Waits for `child` to exit by itself; panics after `limit`.
+fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return s.code();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "binlake did not stop within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn sigterm(child: &mut std::process::Child) -> Option<i32> {
     let _ = std::process::Command::new("kill")
         .arg(child.id().to_string())
@@ -296,17 +311,7 @@ fn schema_changes_follow_the_registry_compatibility_level() {
          INSERT INTO app.evolve VALUES (4, 40, 'four', 8);
          INSERT INTO app.other VALUES (2, 2);",
     );
-    let start = Instant::now();
-    let code = loop {
-        if let Ok(Some(s)) = run.try_wait() {
-            break s.code();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "binlake run did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let code = wait_exit(&mut run, Duration::from_secs(60));
     let log = stack.run_log(0);
     assert_eq!(code, Some(2), "{log}");
     assert!(
@@ -566,17 +571,7 @@ fn a_broker_or_server_that_stays_away_is_a_clear_error_after_the_configured_wait
     stack.wait_converged(&["app.t"], Duration::from_secs(60));
     stack.broker.stop();
     stack.db.sql("INSERT INTO app.t VALUES (2, 2)");
-    let start = Instant::now();
-    let code = loop {
-        if let Ok(Some(s)) = run.try_wait() {
-            break s.code();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "run did not give up"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let code = wait_exit(&mut run, Duration::from_secs(120));
     let log = stack.run_log(0);
     assert_eq!(code, Some(2), "{log}");
     assert!(
@@ -597,17 +592,7 @@ fn a_broker_or_server_that_stays_away_is_a_clear_error_after_the_configured_wait
         std::thread::sleep(Duration::from_millis(100));
     }
     stack.db.stop();
-    let start = Instant::now();
-    let code = loop {
-        if let Ok(Some(s)) = run.try_wait() {
-            break s.code();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "run did not give up"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let code = wait_exit(&mut run, Duration::from_secs(120));
     let log = stack.run_log(1);
     assert_eq!(code, Some(2), "{log}");
     assert!(log.contains("stayed unreachable for 3s"), "{log}");
