@@ -119,7 +119,6 @@ def murmur2(data):
 
 
 state = {}          # table -> key bytes -> row
-columns = {}        # table -> column names of its latest schema
 last_pos = {}       # (topic, partition) -> last applied binlake.pos
 applied_pos = set()
 stats = {"records": 0, "dropped": 0, "tombstones": 0, "duplicate_positions": 0, "misplaced": 0}
@@ -167,7 +166,6 @@ while remaining:
     schema_id = int.from_bytes(msg.value()[1:5], "big")
     value = deserializer(msg.value(), SerializationContext(msg.topic(), MessageField.VALUE))
     types = field_types(schema_id)
-    columns[table] = [types[n][0] for n in types if not n.startswith("__")]
     if value["__op"] == "d":
         continue  # the tombstone that follows removes the key
     rows[msg.key()] = {types[n][0]: canonical(v, types[n][1])
@@ -176,7 +174,12 @@ consumer.close()
 
 tables = {}
 for table, rows in state.items():
-    cols = columns.get(table, [])
+    # Rows are shown in the table's current shape: the latest registered value schema (the
+    # last record read is no guide: partitions are read in any order, and a row untouched
+    # since a DDL still carries the older schema).
+    latest = registry.get_latest_version(f"{prefix}.{table}-value").schema_id
+    types = field_types(latest)
+    cols = [types[n][0] for n in types if not n.startswith("__")]
     out = []
     for r in rows.values():
         out.append({c: r.get(c) for c in cols})

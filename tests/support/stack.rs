@@ -118,6 +118,22 @@ impl Stack {
             .expect("spawn binlake run")
     }
 
+    /// The last lines of every `binlake run` log so far, for failure messages.
+    pub fn run_logs_tail(&self) -> String {
+        let mut out = String::new();
+        for n in 0.. {
+            let path = self.db.dir.join(format!("run-{n}.log"));
+            let Ok(log) = std::fs::read_to_string(&path) else {
+                break;
+            };
+            let lines: Vec<&str> = log.lines().collect();
+            out += &format!("--- run-{n}.log (last 40 lines)\n");
+            out += &lines[lines.len().saturating_sub(40)..].join("\n");
+            out.push('\n');
+        }
+        out
+    }
+
     pub fn run_log(&self, n: usize) -> String {
         std::fs::read_to_string(self.db.dir.join(format!("run-{n}.log"))).unwrap_or_default()
     }
@@ -228,7 +244,12 @@ impl Stack {
             }
             match diff {
                 None => return seen["stats"].clone(),
-                Some(d) if start.elapsed() > limit => panic!("not converged after {limit:?}: {d}"),
+                Some(d) if start.elapsed() > limit => {
+                    panic!(
+                        "not converged after {limit:?}: {d}\n{}",
+                        self.run_logs_tail()
+                    )
+                }
                 Some(_) => std::thread::sleep(Duration::from_secs(2)),
             }
         }
