@@ -40,6 +40,174 @@ pub struct Config {
     pub kafka: KafkaConfig,
     #[serde(default)]
     pub registry: RegistryConfig,
+    #[serde(default)]
+    pub sink: SinkConfig,
+    #[serde(default)]
+    pub hive: HiveConfig,
+}
+
+/// `binlake sink`: where and how the lake is written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// The lake's root: `file:///path` or `hdfs://namenode:port/path`.
+    #[serde(default = "default_sink_root")]
+    pub root: String,
+    #[serde(default)]
+    pub format: SinkFormat,
+    /// Parquet: `snappy`, `zstd` or `none`; Avro: `snappy`, `deflate` or `none`.
+    #[serde(default)]
+    pub compression: SinkCompression,
+    /// The Kafka consumer group; sink processes in one group share the partitions.
+    #[serde(default = "default_sink_group")]
+    pub group_id: String,
+    /// Topics to read; empty: every table topic of `kafka.topic_prefix`, new ones included.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// Close a file after this many records of its Kafka partition (0: no limit).
+    #[serde(default)]
+    pub flush_size: u64,
+    /// Close a file once it holds about this many megabytes.
+    #[serde(default = "default_rotate_mb")]
+    pub rotate_mb: u64,
+    /// Close files this long after they were opened, also when no record arrives ("15m").
+    #[serde(default = "default_rotate_interval")]
+    pub rotate_interval: String,
+    /// Memory for rows not yet encoded into a file, all open files together, in megabytes.
+    #[serde(default = "default_buffer_mb")]
+    pub buffer_mb: u64,
+    /// Open files at most; reaching it closes the oldest files first.
+    #[serde(default = "default_max_open_files")]
+    pub max_open_files: usize,
+    /// The default partitioning of every table.
+    #[serde(default)]
+    pub partition: PartitionConfig,
+    /// Partitioning of single tables, by `"db.table"`.
+    #[serde(default)]
+    pub tables: std::collections::BTreeMap<String, PartitionConfig>,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkFormat {
+    #[default]
+    Parquet,
+    Avro,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkCompression {
+    #[default]
+    Snappy,
+    Zstd,
+    Deflate,
+    None,
+}
+
+/// How a table's files are laid out in Hive partitions.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionConfig {
+    /// `kafka` (`partition=N`), `field` (`col=value` for each of `fields`) or `time`.
+    #[serde(default)]
+    pub by: PartitionBy,
+    /// Columns of the `field` partitioner, in path order.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// The `time` partitioner's path: YYYY, MM, DD, HH and mm are replaced.
+    #[serde(default = "default_time_pattern")]
+    pub pattern: String,
+    /// The `time` partitioner's column (DATE, DATETIME or TIMESTAMP); default: commit time.
+    pub time_field: Option<String>,
+    /// The `time` partitioner's time zone (IANA name, e.g. "Europe/Berlin").
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+}
+
+impl Default for PartitionConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PartitionBy {
+    #[default]
+    Kafka,
+    Field,
+    Time,
+}
+
+/// The Hive metastore the sink registers tables and partitions in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HiveConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// `thrift://host:port`.
+    #[serde(default = "default_hive_uri")]
+    pub uri: String,
+    /// The Hive database of every table; default: the source database's name.
+    pub database: Option<String>,
+}
+
+impl Default for HiveConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+fn default_sink_root() -> String {
+    "file:///var/lib/binlake/lake".into()
+}
+fn default_sink_group() -> String {
+    "binlake-sink".into()
+}
+fn default_rotate_mb() -> u64 {
+    128
+}
+fn default_rotate_interval() -> String {
+    "15m".into()
+}
+fn default_buffer_mb() -> u64 {
+    256
+}
+fn default_max_open_files() -> usize {
+    256
+}
+fn default_time_pattern() -> String {
+    "dt=YYYY-MM-DD/hr=HH".into()
+}
+fn default_timezone() -> String {
+    "UTC".into()
+}
+fn default_hive_uri() -> String {
+    "thrift://127.0.0.1:9083".into()
+}
+
+/// Parses a duration like `90s`, `15m`, `1h`, `2d` or `500ms`.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let ms = match unit.trim() {
+        "ms" => n,
+        "s" => n.checked_mul(1000)?,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_millis(ms))
 }
 
 /// The Kafka cluster `binlake run` writes to (and the embedded registry stores schemas in).
@@ -535,6 +703,7 @@ impl Config {
                 &format!("`{p}` is not a `db.table.column` pattern"),
             ));
         }
+        self.validate_sink()?;
         if self.mysql.tls.mode != TlsMode::Disabled {
             if let Some(ca) = &self.mysql.tls.ca_file {
                 if !ca.exists() {
@@ -546,6 +715,127 @@ impl Config {
             }
         }
         Ok(self)
+    }
+
+    fn validate_sink(&self) -> Result<(), ConfigError> {
+        let key = |k: &str, m: String| ConfigError::Key {
+            key: k.into(),
+            message: m,
+        };
+        let s = &self.sink;
+        if !(s.root.starts_with("file:///") || s.root.starts_with("hdfs://")) {
+            return Err(key(
+                "sink.root",
+                format!(
+                    "`{}` is not file:///path or hdfs://namenode:port/path",
+                    s.root
+                ),
+            ));
+        }
+        match parse_duration(&s.rotate_interval) {
+            Some(d) if d >= std::time::Duration::from_secs(1) => {}
+            _ => {
+                return Err(key(
+                    "sink.rotate_interval",
+                    format!(
+                        "`{}` is not a duration of at least 1s, e.g. \"15m\", \"1h\"",
+                        s.rotate_interval
+                    ),
+                ))
+            }
+        }
+        for (k, v) in [
+            ("sink.rotate_mb", s.rotate_mb),
+            ("sink.buffer_mb", s.buffer_mb),
+            ("sink.max_open_files", s.max_open_files as u64),
+        ] {
+            if v == 0 {
+                return Err(key(k, "must be at least 1".into()));
+            }
+        }
+        let codec_ok = match s.format {
+            SinkFormat::Parquet => s.compression != SinkCompression::Deflate,
+            SinkFormat::Avro => s.compression != SinkCompression::Zstd,
+        };
+        if !codec_ok {
+            return Err(key(
+                "sink.compression",
+                format!(
+                    "{:?} is not available for {:?} files (parquet: snappy, zstd, none; avro: \
+                     snappy, deflate, none)",
+                    s.compression, s.format
+                )
+                .to_ascii_lowercase(),
+            ));
+        }
+        let parts = std::iter::once(("sink.partition".to_string(), &s.partition)).chain(
+            s.tables
+                .iter()
+                .map(|(t, p)| (format!("sink.tables.\"{t}\""), p)),
+        );
+        for (name, p) in parts {
+            if p.by == PartitionBy::Field && p.fields.is_empty() {
+                return Err(key(
+                    &format!("{name}.fields"),
+                    "the field partitioner needs at least one column".into(),
+                ));
+            }
+            if p.by == PartitionBy::Time {
+                if p.timezone.parse::<chrono_tz::Tz>().is_err() {
+                    return Err(key(
+                        &format!("{name}.timezone"),
+                        format!(
+                            "`{}` is not a time zone name (e.g. \"UTC\", \"Europe/Berlin\")",
+                            p.timezone
+                        ),
+                    ));
+                }
+                if !["YYYY", "MM", "DD", "HH", "mm"]
+                    .iter()
+                    .any(|t| p.pattern.contains(t))
+                    || p.pattern
+                        .split('/')
+                        .any(|seg| seg.split_once('=').is_none_or(|(k, _)| k.is_empty()))
+                {
+                    return Err(key(
+                        &format!("{name}.pattern"),
+                        format!(
+                            "`{}` is not a path of key=value segments using YYYY, MM, DD, HH or \
+                             mm, e.g. \"dt=YYYY-MM-DD/hr=HH\"",
+                            p.pattern
+                        ),
+                    ));
+                }
+            }
+        }
+        for t in s.tables.keys() {
+            if t.split('.').count() != 2 {
+                return Err(key(
+                    "sink.tables",
+                    format!("`{t}` is not a `db.table` name"),
+                ));
+            }
+        }
+        if self.hive.enabled && !self.hive.uri.starts_with("thrift://") {
+            return Err(key(
+                "hive.uri",
+                format!("`{}` is not thrift://host:port", self.hive.uri),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The sink's `rotate_interval`, checked by `validate`.
+    pub fn rotate_interval(&self) -> std::time::Duration {
+        parse_duration(&self.sink.rotate_interval).unwrap_or(std::time::Duration::from_secs(900))
+    }
+
+    /// The partitioning of one table.
+    pub fn partition_of(&self, db: &str, table: &str) -> &PartitionConfig {
+        self.sink
+            .tables
+            .get(&format!("{db}.{table}"))
+            .unwrap_or(&self.sink.partition)
     }
 
     /// The registry's basic-auth password, read from `password_file` when set.
@@ -679,7 +969,38 @@ mod tests {
         sections.sort();
         assert_eq!(
             sections,
-            ["admin", "capture", "kafka", "mysql", "registry", "snapshot"]
+            ["admin", "capture", "hive", "kafka", "mysql", "registry", "sink", "snapshot"]
+        );
+        assert_eq!(c.rotate_interval(), std::time::Duration::from_secs(900));
+    }
+
+    #[test]
+    fn sink_settings_are_checked() {
+        let bad = |t: &str| load(t, &[]).unwrap_err().to_string();
+        assert!(bad("[sink]\nroot = \"/data\"").contains("sink.root"));
+        assert!(bad("[sink]\nrotate_interval = \"soon\"").contains("sink.rotate_interval"));
+        assert!(
+            bad("[sink]\nformat = \"avro\"\ncompression = \"zstd\"").contains("sink.compression")
+        );
+        assert!(bad("[sink.partition]\nby = \"field\"").contains("sink.partition.fields"));
+        assert!(
+            bad("[sink.partition]\nby = \"time\"\ntimezone = \"Mars/Base\"").contains("timezone")
+        );
+        assert!(bad("[sink.partition]\nby = \"time\"\npattern = \"YYYY\"").contains("pattern"));
+        let c = load(
+            "[sink.tables.\"a.t\"]\nby = \"field\"\nfields = [\"r\"]\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.partition_of("a", "t").fields, ["r"]);
+        assert_eq!(c.partition_of("a", "u").by, PartitionBy::Kafka);
+        assert_eq!(
+            parse_duration("90s"),
+            Some(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_duration("2h"),
+            Some(std::time::Duration::from_secs(7200))
         );
     }
 

@@ -55,6 +55,12 @@ pub enum Error {
     Registry(String),
     #[error(transparent)]
     Encode(#[from] crate::avro::EncodeError),
+    /// The lake's file system (file:// or hdfs://) failed an operation.
+    #[error("{context}: {detail}")]
+    Storage { context: String, detail: String },
+    /// The Hive metastore refused a request or could not be reached.
+    #[error("hive metastore: {0}")]
+    Hive(String),
     #[error("{0}")]
     Unsupported(String),
 }
@@ -65,6 +71,14 @@ impl Error {
     pub fn kafka(context: impl Into<String>) -> impl FnOnce(rdkafka::error::KafkaError) -> Error {
         let context = context.into();
         move |cause| Error::Kafka { context, cause }
+    }
+
+    pub fn storage<E: std::fmt::Display>(context: impl Into<String>) -> impl FnOnce(E) -> Error {
+        let context = context.into();
+        move |e| Error::Storage {
+            context,
+            detail: e.to_string(),
+        }
     }
 
     pub fn mysql(context: impl Into<String>) -> impl FnOnce(mysql_async::Error) -> Error {

@@ -13,6 +13,7 @@ pub mod progress;
 pub mod registry;
 pub mod run;
 pub mod schema;
+pub mod sink;
 pub mod state;
 
 pub use change::{Change, Op, Value};

@@ -120,6 +120,16 @@ enum Cmd {
         #[arg(long, env = "BINLAKE_CONFIG")]
         config: PathBuf,
     },
+    /// Materialize the table topics into files in Hive partitions ([sink] root: file:// or
+    /// hdfs://, Parquet or Avro) and register them in the Hive metastore ([hive]). Several
+    /// sinks with one [sink] group_id share the partitions. SIGTERM or Ctrl-C closes the open
+    /// files and exits 0.
+    ///
+    /// Example: binlake sink --config binlake.toml
+    Sink {
+        #[arg(long, env = "BINLAKE_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 /// Counts, prints and enforces --limit. Returns false when the limit is reached.
@@ -204,7 +214,7 @@ fn main() -> ExitCode {
         .init();
     // `run` decodes the binlog on one worker while the other encodes and produces; the
     // other commands are fastest on one thread (BENCHMARKS.md).
-    let mut builder = if matches!(cli.cmd, Cmd::Run { .. }) {
+    let mut builder = if matches!(cli.cmd, Cmd::Run { .. } | Cmd::Sink { .. }) {
         let mut b = tokio::runtime::Builder::new_multi_thread();
         b.worker_threads(2);
         b
@@ -413,6 +423,21 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let cfg = Config::load(&config)?;
             binlake::registry::run(&cfg, shutdown_signal()).await?;
             tracing::info!("schema registry stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Sink { config } => {
+            let cfg = Config::load(&config)?;
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = stop.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            });
+            let rt = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || binlake::sink::run(cfg, stop, rt))
+                .await
+                .context("the sink thread")??;
+            tracing::info!("binlake sink stopped");
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Check { config } => {

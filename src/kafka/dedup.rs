@@ -105,6 +105,25 @@ impl PositionFilter {
         }
     }
 
+    /// Sets (or, with `None`, forgets) the greatest position applied in a partition, e.g.
+    /// when a consumer takes the partition over from what it wrote before.
+    pub fn set_mark(&mut self, topic: &str, partition: i32, mark: Option<[u8; POS_LEN]>) {
+        let k = (topic.to_string(), partition);
+        match mark {
+            Some(m) => {
+                self.last.insert(k, m);
+            }
+            None => {
+                self.last.remove(&k);
+            }
+        }
+    }
+
+    /// The greatest position applied in one partition.
+    pub fn mark(&self, topic: &str, partition: i32) -> Option<&[u8; POS_LEN]> {
+        self.last.get(&(topic.to_string(), partition))
+    }
+
     /// The greatest position applied per partition.
     pub fn marks(&self) -> impl Iterator<Item = (&(String, i32), &[u8; POS_LEN])> {
         self.last.iter()

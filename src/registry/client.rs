@@ -190,6 +190,40 @@ impl RegistryClient {
     }
 }
 
+impl RegistryClient {
+    /// The schema text registered under `id`.
+    pub async fn schema_by_id(&self, id: u32) -> Result<String> {
+        let path = format!("/schemas/ids/{id}");
+        let (status, body) = self.call(reqwest::Method::GET, &path, None).await?;
+        if status != 200 {
+            return Err(Self::failure(&path, status, &body));
+        }
+        body["schema"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| Error::Registry(format!("{path}: the answer has no schema: {body}")))
+    }
+
+    /// The latest version of `subject`: (id, schema text); `None` when there is none.
+    pub async fn latest(&self, subject: &str) -> Result<Option<(u32, String)>> {
+        let path = format!("/subjects/{}/versions/latest", encode(subject));
+        let (status, body) = self.call(reqwest::Method::GET, &path, None).await?;
+        if status == 404 {
+            return Ok(None);
+        }
+        if status != 200 {
+            return Err(Self::failure(&path, status, &body));
+        }
+        let id = body["id"].as_u64().and_then(|i| u32::try_from(i).ok());
+        match (id, body["schema"].as_str()) {
+            (Some(id), Some(s)) => Ok(Some((id, s.to_string()))),
+            _ => Err(Error::Registry(format!(
+                "{path}: unexpected answer: {body}"
+            ))),
+        }
+    }
+}
+
 /// Percent-encodes a subject for a URL path.
 fn encode(s: &str) -> String {
     let mut out = String::new();

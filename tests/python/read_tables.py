@@ -9,8 +9,6 @@ where each row maps column name -> canonical text (MySQL's text form, HEX for by
 
 usage: read_tables.py BOOTSTRAP REGISTRY_URL PREFIX
 """
-import datetime
-import decimal
 import json
 import os
 import sys
@@ -19,6 +17,8 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+
+from canonical import canonical
 
 bootstrap, registry_url, prefix = sys.argv[1:4]
 registry_conf = {"url": registry_url}
@@ -63,33 +63,6 @@ def field_types(schema_id):
             out[f["name"]] = (f.get("binlake.column", f["name"]), tag)
         schema_props[schema_id] = out
     return schema_props[schema_id]
-
-
-def canonical(v, tag):
-    if v is None:
-        return None
-    if tag == "time":
-        sign = "-" if v < 0 else ""
-        v = abs(v)
-        secs, micros = divmod(v, 1_000_000)
-        return f"{sign}{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}.{micros:06d}"
-    if tag == "bit":
-        return str(int.from_bytes(v, "big"))
-    if isinstance(v, bool):
-        return str(int(v))
-    if isinstance(v, decimal.Decimal):
-        return format(v, "f")
-    if isinstance(v, bytes):
-        return v.hex().upper()
-    if isinstance(v, datetime.datetime):
-        if v.tzinfo is not None:
-            v = v.astimezone(datetime.timezone.utc).replace(tzinfo=None)
-        return v.strftime("%Y-%m-%d %H:%M:%S.%f")
-    if isinstance(v, datetime.date):
-        return v.isoformat()
-    if isinstance(v, float):
-        return repr(v)
-    return str(v)
 
 
 def murmur2(data):

@@ -8,3 +8,4 @@ pub mod broker;
 pub mod cli;
 pub mod mariadb;
 pub mod stack;
+pub mod workload;

@@ -118,6 +118,57 @@ impl Stack {
             .expect("spawn binlake run")
     }
 
+    /// Starts `binlake sink` with the stack's config plus `sections` (its [sink] and [hive]),
+    /// logging to `sink-{n}.log`.
+    pub fn spawn_sink(&self, n: usize, sections: &str) -> Child {
+        let base = std::fs::read_to_string(&self.config).expect("the stack's config");
+        let path = self.db.dir.join(format!("sink-{n}.toml"));
+        std::fs::write(&path, format!("{base}\n{sections}\n")).expect("sink config");
+        let log = std::fs::File::create(self.db.dir.join(format!("sink-{n}.log"))).expect("log");
+        Command::new(env!("CARGO_BIN_EXE_binlake"))
+            .args(["sink", "--config", path.to_str().expect("utf-8 path")])
+            .env("BINLAKE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn binlake sink")
+    }
+
+    pub fn sink_log(&self, n: usize) -> String {
+        std::fs::read_to_string(self.db.dir.join(format!("sink-{n}.log"))).unwrap_or_default()
+    }
+
+    /// A directory for a file:// lake, inside the test's directory.
+    pub fn lake_dir(&self, name: &str) -> std::path::PathBuf {
+        self.db.dir.join(name)
+    }
+
+    /// The lake at `dir` as read by DuckDB (Parquet) or fastavro (Avro): the same shape as
+    /// [`Stack::read_topics`].
+    pub fn read_lake(&self, dir: &std::path::Path, format: &str) -> serde_json::Value {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/read_lake.py");
+        if !dir.exists() {
+            return serde_json::json!({"tables": {}, "stats": {}});
+        }
+        let out = Command::new("python3")
+            .args([
+                script,
+                dir.to_str().expect("utf-8 path"),
+                format,
+                &self.registry_url(),
+                &self.prefix,
+            ])
+            .output()
+            .expect("run python3 (pip install duckdb fastavro cramjam)");
+        assert!(
+            out.status.success(),
+            "read_lake.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("reader prints JSON")
+    }
+
     /// The last lines of every `binlake run` log so far, for failure messages.
     pub fn run_logs_tail(&self) -> String {
         let mut out = String::new();
@@ -128,6 +179,15 @@ impl Stack {
             };
             let lines: Vec<&str> = log.lines().collect();
             out += &format!("--- run-{n}.log (last 40 lines)\n");
+            out += &lines[lines.len().saturating_sub(40)..].join("\n");
+            out.push('\n');
+        }
+        for n in 0.. {
+            let Ok(log) = std::fs::read_to_string(self.db.dir.join(format!("sink-{n}.log"))) else {
+                break;
+            };
+            let lines: Vec<&str> = log.lines().collect();
+            out += &format!("--- sink-{n}.log (last 40 lines)\n");
             out += &lines[lines.len().saturating_sub(40)..].join("\n");
             out.push('\n');
         }
@@ -200,9 +260,21 @@ impl Stack {
     /// Waits until the reader's view of every table in `tables` equals the source, or panics
     /// with the first difference after `limit`. Returns the reader's stats.
     pub fn wait_converged(&self, tables: &[&str], limit: Duration) -> serde_json::Value {
+        self.wait_converged_with(tables, limit, "topics", || self.read_topics())
+    }
+
+    /// [`Stack::wait_converged`] with another reader (`what` names it in messages), which
+    /// prints `{"tables": {db.table: [rows]}, "stats": {...}}` like read_tables.py.
+    pub fn wait_converged_with(
+        &self,
+        tables: &[&str],
+        limit: Duration,
+        what: &str,
+        read: impl Fn() -> serde_json::Value,
+    ) -> serde_json::Value {
         let start = Instant::now();
         loop {
-            let seen = self.read_topics();
+            let seen = read();
             let mut diff = None;
             for t in tables {
                 let (db, name) = t.split_once('.').expect("db.table");
@@ -231,7 +303,7 @@ impl Stack {
                             .join("\n  ")
                     };
                     diff = Some(format!(
-                        "{t}: source has {} rows, topics give {}; {} rows only in the source:\n  {}\n{} rows only in the topics:\n  {}",
+                        "{t}: source has {} rows, {what} give {}; {} rows only in the source:\n  {}\n{} rows only in the {what}:\n  {}",
                         want.len(),
                         got.len(),
                         missing.len(),

@@ -1,0 +1,669 @@
+//! `binlake sink`: the table topics → files in Hive partitions (Parquet or Avro, on file:// or
+//! hdfs://) → the Hive metastore.
+//!
+//! One thread runs the loop: poll a record, drop it if the position filter says it is a
+//! replay, decode it into the open file of its Hive partition, and close windows when they
+//! are full, old, or their table's schema changed. `window.rs` explains how a window becomes
+//! visible atomically and how a restarted (or newly assigned) sink resumes from the file names.
+//!
+//! Invariants: a record is in the lake at most once (offsets: file names never overlap;
+//! replays: the filter, seeded from the last file); a Hive partition is registered only after
+//! a file is in it; memory holds at most `[sink] buffer_mb` of rows (Parquet row groups are
+//! flushed, Avro windows committed, when the budget is reached).
+//!
+//! Scale-out: sinks in one consumer group share the partitions. When a partition is taken
+//! away, its open window is abandoned (its temporary files are deleted by whoever takes the
+//! partition over); the new owner resumes from the file names, so nothing is lost.
+
+pub mod format;
+pub mod hdfs;
+pub mod hive;
+pub mod partition;
+pub mod rows;
+pub mod schema;
+pub mod storage;
+pub mod window;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::message::{Headers, Message};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::config::{Config, SinkFormat};
+use crate::error::{Error, Result};
+use crate::kafka::dedup::PositionFilter;
+use crate::registry::client::RegistryClient;
+
+use hive::{Hive, HiveFormat, HiveTable};
+use partition::Partitioner;
+use rows::{decode_tombstone, decode_value, Origin, RowBuffer};
+use schema::LakeSchema;
+use storage::Storage;
+use window::{OpenFile, Window};
+
+/// Rows buffered per file before they are encoded.
+const BATCH_ROWS: usize = 8192;
+
+type Tp = (String, i32);
+
+enum Event {
+    Assigned(Tp, window::Resume),
+    Revoked(Tp),
+    Failed(Error),
+}
+
+/// Runs the partition hand-over inside the consumer's poll: recovery before consuming.
+struct SinkContext {
+    storage: Arc<dyn Storage>,
+    prefix: String,
+    events: Mutex<Vec<Event>>,
+}
+
+impl SinkContext {
+    fn push(&self, e: Event) {
+        match self.events.lock() {
+            Ok(mut v) => v.push(e),
+            Err(p) => p.into_inner().push(e),
+        }
+    }
+}
+
+impl ClientContext for SinkContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        crate::kafka::QuietContext.log(level, fac, log_message)
+    }
+}
+
+impl ConsumerContext for SinkContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let mut assign = TopicPartitionList::new();
+                for e in tpl.elements() {
+                    let tp = (e.topic().to_string(), e.partition());
+                    let Some(table_dir) = table_dir(&self.prefix, &tp.0) else {
+                        // Not a table topic (the offsets topic): consumed and ignored.
+                        let _ = assign.add_partition_offset(&tp.0, tp.1, Offset::End);
+                        continue;
+                    };
+                    match window::recover(self.storage.as_ref(), &tp.0, tp.1, &table_dir) {
+                        Ok(resume) => {
+                            let offset = resume.next.map_or(Offset::Beginning, Offset::Offset);
+                            tracing::info!(topic = %tp.0, partition = tp.1, ?offset, "partition assigned");
+                            let _ = assign.add_partition_offset(&tp.0, tp.1, offset);
+                            self.push(Event::Assigned(tp, resume));
+                        }
+                        Err(e) => self.push(Event::Failed(e)),
+                    }
+                }
+                if let Err(e) = consumer.assign(&assign) {
+                    self.push(Event::Failed(Error::kafka("assigning partitions")(e)));
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                for e in tpl.elements() {
+                    tracing::info!(
+                        topic = e.topic(),
+                        partition = e.partition(),
+                        "partition revoked"
+                    );
+                    self.push(Event::Revoked((e.topic().to_string(), e.partition())));
+                }
+                if let Err(e) = consumer.unassign() {
+                    self.push(Event::Failed(Error::kafka("revoking partitions")(e)));
+                }
+            }
+            other => tracing::warn!(error = ?other, "rebalance error"),
+        }
+    }
+}
+
+/// `{db}/{table}` of a table topic `{prefix}.{db}.{table}`.
+fn table_dir(prefix: &str, topic: &str) -> Option<String> {
+    let rest = topic.strip_prefix(prefix)?.strip_prefix('.')?;
+    let (db, table) = rest.split_once('.')?;
+    (!db.is_empty() && !table.is_empty()).then(|| format!("{db}/{table}"))
+}
+
+/// A table's current layout and where it is registered.
+struct Table {
+    key_id: u32,
+    value_id: u32,
+    schema: Arc<LakeSchema>,
+    partitioner: Partitioner,
+    keys: Vec<hive::HiveColumn>,
+    registered: HashSet<String>,
+}
+
+/// Schemas by id, from the registry.
+struct Schemas {
+    client: RegistryClient,
+    rt: tokio::runtime::Handle,
+    text: HashMap<u32, String>,
+}
+
+impl Schemas {
+    fn text(&mut self, id: u32) -> Result<&str> {
+        if !self.text.contains_key(&id) {
+            let s = self.rt.block_on(self.client.schema_by_id(id))?;
+            self.text.insert(id, s);
+        }
+        Ok(self.text.get(&id).map(String::as_str).unwrap_or_default())
+    }
+
+    fn latest(&mut self, subject: &str) -> Result<Option<u32>> {
+        let latest = self.rt.block_on(self.client.latest(subject))?;
+        Ok(latest.map(|(id, text)| {
+            self.text.insert(id, text);
+            id
+        }))
+    }
+}
+
+struct Sink {
+    cfg: Config,
+    storage: Arc<dyn Storage>,
+    hive: Option<Hive>,
+    schemas: Schemas,
+    filter: PositionFilter,
+    /// Owned partitions: the next offset expected.
+    owned: HashMap<Tp, i64>,
+    windows: HashMap<Tp, Window>,
+    tables: HashMap<String, Table>,
+    ext: &'static str,
+    rotate_interval: Duration,
+    next_file: u64,
+    /// Partitions of rolled-forward files, registered once their table is known:
+    /// (topic, table dir, partition path).
+    pending: Vec<(String, String, String)>,
+}
+
+fn schema_id(bytes: &[u8], topic: &str, what: &str) -> Result<u32> {
+    if bytes.len() < 5 || bytes[0] != 0 {
+        return Err(Error::Unsupported(format!(
+            "topic {topic}: a record {what} is not in the Confluent wire format (magic byte 0 \
+             and a schema id); is this a binlake table topic?"
+        )));
+    }
+    Ok(u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]))
+}
+
+impl Sink {
+    /// The table of `topic` at schema (key_id, value_id): set up (and registered in Hive)
+    /// on first sight and when its schema changes.
+    fn table(&mut self, topic: &str, key_id: u32, value_id: u32) -> Result<()> {
+        if self
+            .tables
+            .get(topic)
+            .is_some_and(|t| t.value_id == value_id && t.key_id == key_id)
+        {
+            return Ok(());
+        }
+        let key = self.schemas.text(key_id)?.to_string();
+        let value = self.schemas.text(value_id)?.to_string();
+        let schema = Arc::new(LakeSchema::derive(topic, &key, &value)?);
+        let (db, name) = schema.table.split_once('.').unwrap_or(("", &schema.table));
+        let (db, name) = (db.to_string(), name.to_string());
+        let pcfg = self.cfg.partition_of(&db, &name).clone();
+        let partitioner = Partitioner::new(&pcfg, &schema)?;
+        let format = self.cfg.sink.format;
+        let keys = partitioner.keys(&schema, format);
+        let registered = self
+            .tables
+            .remove(topic)
+            .map(|t| t.registered)
+            .unwrap_or_default();
+        if let Some(hive) = &self.hive {
+            let key_cols: Vec<String> = partitioner
+                .key_columns()
+                .iter()
+                .map(|&i| schema.columns[i].name.to_ascii_lowercase())
+                .collect();
+            let columns = schema
+                .hive_columns(format)
+                .into_iter()
+                .filter(|c| !key_cols.contains(&c.name))
+                .collect();
+            let dir = table_dir(&self.cfg.kafka.topic_prefix, topic).unwrap_or_default();
+            hive.ensure_table(&HiveTable {
+                db: self.cfg.hive.database.clone().unwrap_or(db),
+                name,
+                location: format!("{}/{dir}", self.storage.root_url()),
+                columns,
+                partition_keys: keys.clone(),
+                format: match format {
+                    SinkFormat::Parquet => HiveFormat::Parquet,
+                    SinkFormat::Avro => HiveFormat::Avro {
+                        schema_literal: schema.avro.clone(),
+                    },
+                },
+            })?;
+        }
+        tracing::info!(%topic, key_id, value_id, columns = schema.columns.len(), "table layout");
+        self.tables.insert(
+            topic.to_string(),
+            Table {
+                key_id,
+                value_id,
+                schema,
+                partitioner,
+                keys,
+                registered,
+            },
+        );
+        Ok(())
+    }
+
+    fn handle(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) -> Result<()> {
+        let topic = m.topic();
+        let tp = (topic.to_string(), m.partition());
+        let Some(next) = self.owned.get_mut(&tp) else {
+            return Ok(()); // revoked meanwhile
+        };
+        if m.offset() < *next {
+            return Ok(()); // before the resume point
+        }
+        *next = m.offset() + 1;
+        if table_dir(&self.cfg.kafka.topic_prefix, topic).is_none() {
+            return Ok(());
+        }
+        let pos = m
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == "binlake.pos"))
+            .and_then(|h| h.value);
+        let key = m.key().unwrap_or_default();
+        let key_id = schema_id(key, topic, "key")?;
+        let value_id = match m.payload() {
+            Some(v) => schema_id(v, topic, "value")?,
+            None => match self.windows.get(&tp) {
+                Some(w) => w.value_id,
+                None => match self.tables.get(topic) {
+                    Some(t) => t.value_id,
+                    None => self
+                        .schemas
+                        .latest(&format!("{topic}-value"))?
+                        .ok_or_else(|| {
+                            Error::Unsupported(format!(
+                                "topic {topic} has no value schema in the registry: is it a \
+                                 binlake table topic?"
+                            ))
+                        })?,
+                },
+            },
+        };
+        if self
+            .windows
+            .get(&tp)
+            .is_some_and(|w| w.value_id != value_id)
+        {
+            self.commit(&tp)?;
+        }
+        self.table(topic, key_id, value_id)?;
+        if self.pending.iter().any(|(t, ..)| t == topic) {
+            let (mine, rest) = std::mem::take(&mut self.pending)
+                .into_iter()
+                .partition(|(t, ..)| t == topic);
+            self.pending = rest;
+            for (t, dir, part) in mine {
+                self.register(&t, &dir, &part, None)?;
+            }
+        }
+        let accepted = self.filter.accept(topic, m.partition(), pos);
+        let window = self
+            .windows
+            .entry(tp.clone())
+            .or_insert_with(|| Window::new(m.offset(), value_id));
+        window.end = m.offset();
+        window.records += 1;
+        if accepted {
+            let Some(table) = self.tables.get_mut(topic) else {
+                return Ok(());
+            };
+            let o = Origin {
+                topic,
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+            };
+            let row = match m.payload() {
+                Some(v) => decode_value(&table.schema, &v[5..], &o)?,
+                None => decode_tombstone(&table.schema, key.get(5..).unwrap_or_default(), &o)?,
+            };
+            let values = table.partitioner.values(&table.schema, &row, m.partition());
+            let part_path = Partitioner::path(&table.keys, &values);
+            let idx = match window.files.iter().position(|f| f.part_path == part_path) {
+                Some(i) => i,
+                None => {
+                    self.next_file += 1;
+                    let tmp = format!(
+                        "{}/f{}.tmp",
+                        window::window_dir(topic, m.partition(), window.start),
+                        self.next_file
+                    );
+                    let file = format::LakeFile::create(
+                        self.storage.as_ref(),
+                        &tmp,
+                        &table.schema,
+                        self.cfg.sink.format,
+                        self.cfg.sink.compression,
+                    )?;
+                    window.files.push(OpenFile {
+                        rows: RowBuffer::new(table.schema.clone()),
+                        file,
+                        tmp,
+                        part_path,
+                        part_values: values,
+                    });
+                    window.files.len() - 1
+                }
+            };
+            let f = &mut window.files[idx];
+            f.rows.push(row, &o)?;
+            if f.rows.rows() >= BATCH_ROWS {
+                let batch = f.rows.take_batch()?;
+                f.file.write(&batch)?;
+            }
+        }
+        let full = (self.cfg.sink.flush_size > 0 && window.records >= self.cfg.sink.flush_size)
+            || window.size() >= self.cfg.sink.rotate_mb << 20;
+        if full {
+            self.commit(&tp)?;
+        }
+        Ok(())
+    }
+
+    /// Commits the window of `tp` (see `window.rs`), registers new Hive partitions, commits
+    /// the Kafka offset.
+    fn commit(&mut self, tp: &Tp) -> Result<()> {
+        let Some(w) = self.windows.remove(tp) else {
+            return Ok(());
+        };
+        let Some(dir) = table_dir(&self.cfg.kafka.topic_prefix, &tp.0) else {
+            return Ok(());
+        };
+        let mark = self
+            .filter
+            .mark(&tp.0, tp.1)
+            .map(|m| String::from_utf8_lossy(m).into_owned())
+            .unwrap_or_default();
+        let (start, end, files) = (w.start, w.end, w.files.len());
+        let placed = w.commit(self.storage.as_ref(), &tp.0, tp.1, &dir, self.ext, &mark)?;
+        tracing::debug!(topic = %tp.0, partition = tp.1, start, end, files, "window committed");
+        for p in placed {
+            self.register(&tp.0, &dir, &p.part_path, Some(p.part_values))?;
+        }
+        Ok(())
+    }
+
+    /// Registers a Hive partition (once per process).
+    fn register(
+        &mut self,
+        topic: &str,
+        dir: &str,
+        part_path: &str,
+        values: Option<Vec<String>>,
+    ) -> Result<()> {
+        let Some(hive) = &self.hive else {
+            return Ok(());
+        };
+        let Some(t) = self.tables.get_mut(topic) else {
+            return Ok(());
+        };
+        if !t.registered.insert(part_path.to_string()) {
+            return Ok(());
+        }
+        let values = values.unwrap_or_else(|| {
+            part_path
+                .split('/')
+                .map(|seg| unescape(seg.split_once('=').map_or(seg, |(_, v)| v)))
+                .collect()
+        });
+        let (db, name) = t.schema.table.split_once('.').unwrap_or(("", ""));
+        let db = self.cfg.hive.database.clone().unwrap_or(db.to_string());
+        hive.add_partition(
+            &db,
+            name,
+            &values,
+            &format!("{}/{dir}/{part_path}", self.storage.root_url()),
+        )
+    }
+
+    fn events(&mut self, ctx: &SinkContext) -> Result<()> {
+        let events = match ctx.events.lock() {
+            Ok(mut v) => std::mem::take(&mut *v),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        };
+        for e in events {
+            match e {
+                Event::Revoked(tp) => {
+                    // Abandoned: the next owner deletes its temporary files and re-reads it.
+                    self.windows.remove(&tp);
+                    self.owned.remove(&tp);
+                    self.filter.set_mark(&tp.0, tp.1, None);
+                }
+                Event::Assigned(tp, resume) => {
+                    self.windows.remove(&tp);
+                    self.filter.set_mark(&tp.0, tp.1, resume.mark);
+                    self.owned.insert(tp.clone(), resume.next.unwrap_or(0));
+                    for f in resume.rolled_forward {
+                        // `{db}/{table}/{partition path}/{file}`: register the partition.
+                        let mut segs: Vec<&str> = f.split('/').collect();
+                        if segs.len() > 3 {
+                            segs.pop();
+                            let part = segs[2..].join("/");
+                            let dir = segs[..2].join("/");
+                            self.pending.push((tp.0.clone(), dir, part));
+                        }
+                    }
+                }
+                Event::Failed(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes windows that are old, and keeps memory and open files within their limits.
+    fn housekeeping(&mut self) -> Result<()> {
+        let old: Vec<Tp> = self
+            .windows
+            .iter()
+            .filter(|(_, w)| w.opened.elapsed() >= self.rotate_interval)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in old {
+            self.commit(&tp)?;
+        }
+        let budget = self.cfg.sink.buffer_mb << 20;
+        loop {
+            let used: u64 = self.windows.values().map(Window::memory).sum();
+            if used <= budget {
+                break;
+            }
+            let Some(tp) = self
+                .windows
+                .iter()
+                .max_by_key(|(_, w)| w.memory())
+                .map(|(tp, _)| tp.clone())
+            else {
+                break;
+            };
+            let parquet = self.cfg.sink.format == SinkFormat::Parquet;
+            let w = self.windows.get_mut(&tp);
+            match w {
+                Some(w) if parquet && w.memory() > 0 => {
+                    // Encode and write out the largest files' rows as row groups.
+                    let before = w.memory();
+                    for f in &mut w.files {
+                        if f.rows.rows() > 0 {
+                            let batch = f.rows.take_batch()?;
+                            f.file.write(&batch)?;
+                        }
+                        f.file.flush()?;
+                    }
+                    if w.memory() >= before {
+                        self.commit(&tp)?;
+                    }
+                }
+                _ => self.commit(&tp)?,
+            }
+        }
+        while self.windows.values().map(|w| w.files.len()).sum::<usize>()
+            > self.cfg.sink.max_open_files
+        {
+            let Some(tp) = self
+                .windows
+                .iter()
+                .min_by_key(|(_, w)| w.opened)
+                .map(|(tp, _)| tp.clone())
+            else {
+                break;
+            };
+            self.commit(&tp)?;
+        }
+        Ok(())
+    }
+
+    fn commit_all(&mut self) -> Result<()> {
+        let all: Vec<Tp> = self.windows.keys().cloned().collect();
+        for tp in all {
+            self.commit(&tp)?;
+        }
+        Ok(())
+    }
+}
+
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
+            if let Ok(v) = u8::from_str_radix(hex, 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Runs the sink until `stop` is set (then closes every window) or an error.
+pub fn run(cfg: Config, stop: Arc<AtomicBool>, rt: tokio::runtime::Handle) -> Result<()> {
+    let storage = storage::open(&cfg.sink.root)?;
+    let hive = if cfg.hive.enabled {
+        Some(Hive::connect(&cfg.hive.uri)?)
+    } else {
+        None
+    };
+    let prefix = cfg.kafka.topic_prefix.clone();
+    let ctx = SinkContext {
+        storage: storage.clone(),
+        prefix: prefix.clone(),
+        events: Mutex::new(Vec::new()),
+    };
+    let mut cc = crate::kafka::client_config(&cfg.kafka);
+    cc.set("group.id", &cfg.sink.group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("partition.assignment.strategy", "range,roundrobin");
+    if !cfg
+        .kafka
+        .properties
+        .contains_key("topic.metadata.refresh.interval.ms")
+    {
+        // New table topics are found by the subscription's pattern at each refresh.
+        cc.set("topic.metadata.refresh.interval.ms", "5000");
+    }
+    let consumer: BaseConsumer<SinkContext> = cc
+        .create_with_context(ctx)
+        .map_err(Error::kafka("creating the sink's Kafka consumer"))?;
+    let topics: Vec<String> = if cfg.sink.topics.is_empty() {
+        vec![format!("^{}\\..*", prefix.replace('.', "\\."))]
+    } else {
+        cfg.sink.topics.clone()
+    };
+    let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&refs)
+        .map_err(Error::kafka(format!("subscribing to {topics:?}")))?;
+    tracing::info!(root = %cfg.sink.root, ?topics, group = %cfg.sink.group_id, "sink started");
+    let mut sink = Sink {
+        schemas: Schemas {
+            client: RegistryClient::new(&cfg)?,
+            rt,
+            text: HashMap::new(),
+        },
+        ext: match cfg.sink.format {
+            SinkFormat::Parquet => "parquet",
+            SinkFormat::Avro => "avro",
+        },
+        rotate_interval: cfg.rotate_interval(),
+        cfg,
+        storage,
+        hive,
+        filter: PositionFilter::default(),
+        owned: HashMap::new(),
+        windows: HashMap::new(),
+        tables: HashMap::new(),
+        next_file: 0,
+        pending: Vec::new(),
+    };
+    let mut last_check = Instant::now();
+    let mut committed: HashMap<Tp, i64> = HashMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        let msg = consumer.poll(Duration::from_millis(200));
+        sink.events(consumer.context())?;
+        match msg {
+            Some(Ok(m)) => sink.handle(&m)?,
+            Some(Err(e)) => tracing::warn!(error = %e, "consuming"),
+            None => {}
+        }
+        if last_check.elapsed() >= Duration::from_millis(500) {
+            last_check = Instant::now();
+            sink.housekeeping()?;
+            commit_offsets(&consumer, &sink, &mut committed);
+        }
+    }
+    tracing::info!("stopping: closing open files");
+    sink.commit_all()?;
+    commit_offsets(&consumer, &sink, &mut committed);
+    let _ = consumer.commit_consumer_state(CommitMode::Sync);
+    Ok(())
+}
+
+/// Commits, for monitoring (consumer lag), the offset after the last file of each partition.
+fn commit_offsets(
+    consumer: &BaseConsumer<SinkContext>,
+    sink: &Sink,
+    committed: &mut HashMap<Tp, i64>,
+) {
+    let mut tpl = TopicPartitionList::new();
+    for (tp, &next) in &sink.owned {
+        // Offsets up to an open window's start are in files.
+        let done = sink.windows.get(tp).map_or(next, |w| w.start);
+        if done > 0 && committed.get(tp) != Some(&done) {
+            let _ = tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(done));
+            committed.insert(tp.clone(), done);
+        }
+    }
+    if tpl.count() > 0 {
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(error = %e, "committing sink offsets");
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Windows: the files one Kafka partition's records go to between two commits, and how a
+//! window becomes visible all at once.
+//!
+//! A window holds the records of offsets `start..=end` of one topic-partition, spread over
+//! one file per Hive partition. Every file of the window is named
+//! `{topic}+{partition}+{start}+{end}.{ext}` (offsets zero-padded to 20 digits), so the names
+//! alone say which offsets are in the lake; there is no other record of progress.
+//!
+//! ## Commit, without a write-ahead log
+//! 1. every file is completed under `_tmp/{topic}+{p}+{start}/` (outside every table
+//!    directory, so no reader sees it), then moved, inside that directory, to the path it will
+//!    have in the lake;
+//! 2. the directory is renamed to `…​.ready`: this one atomic rename is the commit point;
+//! 3. each file is moved into the lake (a rename never replaces a file), its Hive partition is
+//!    registered, and the `.ready` directory is removed; then the Kafka offset is committed
+//!    (for monitoring only).
+//!
+//! A sink that takes over a partition first finishes what a crash interrupted: a `.ready`
+//! directory is rolled forward (step 3 again, skipping files already moved), any other
+//! directory of that partition is deleted. It then resumes after the highest end offset in
+//! the file names, and seeds the position filter from that file's `binlake.last_pos`.
+//! Invariant: the final files of a partition never overlap in offsets and never miss an
+//! offset that a later file covers.
+
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::kafka::dedup::POS_LEN;
+
+use super::format::{read_last_pos, LakeFile};
+use super::rows::RowBuffer;
+use super::storage::Storage;
+
+/// The directory of in-progress and committed-but-not-moved windows.
+pub const TMP: &str = "_tmp";
+
+/// `{topic}+{partition}+{start}+{end}.{ext}`.
+pub fn file_name(topic: &str, partition: i32, start: i64, end: i64, ext: &str) -> String {
+    format!("{topic}+{partition}+{start:020}+{end:020}.{ext}")
+}
+
+/// (topic, partition, start, end) of a lake file name.
+pub fn parse_name(name: &str) -> Option<(&str, i32, i64, i64)> {
+    let stem = name
+        .strip_suffix(".parquet")
+        .or_else(|| name.strip_suffix(".avro"))?;
+    let mut parts = stem.rsplitn(4, '+');
+    let end = parts.next()?.parse().ok()?;
+    let start = parts.next()?.parse().ok()?;
+    let partition = parts.next()?.parse().ok()?;
+    let topic = parts.next()?;
+    Some((topic, partition, start, end))
+}
+
+/// The window directory name of a topic-partition window.
+pub fn window_dir(topic: &str, partition: i32, start: i64) -> String {
+    format!("{TMP}/{topic}+{partition}+{start:020}")
+}
+
+/// One file of an open window.
+pub struct OpenFile {
+    pub rows: RowBuffer,
+    pub file: LakeFile,
+    /// Its temporary path.
+    pub tmp: String,
+    /// Partition path under the table directory (`partition=0`).
+    pub part_path: String,
+    pub part_values: Vec<String>,
+}
+
+pub struct Window {
+    pub start: i64,
+    pub end: i64,
+    pub opened: Instant,
+    pub value_id: u32,
+    pub files: Vec<OpenFile>,
+    pub records: u64,
+}
+
+/// What a committed file needs afterwards: its Hive partition.
+pub struct Placed {
+    pub part_path: String,
+    pub part_values: Vec<String>,
+}
+
+impl Window {
+    pub fn new(start: i64, value_id: u32) -> Window {
+        Window {
+            start,
+            end: start,
+            opened: Instant::now(),
+            value_id,
+            files: Vec::new(),
+            records: 0,
+        }
+    }
+
+    /// Bytes of the window's files so far.
+    pub fn size(&self) -> u64 {
+        self.files
+            .iter()
+            .map(|f| f.file.size() + f.rows.bytes() as u64)
+            .max()
+            .unwrap_or(0)
+    }
+
+    pub fn memory(&self) -> u64 {
+        self.files
+            .iter()
+            .map(|f| f.file.memory() + f.rows.bytes() as u64)
+            .sum()
+    }
+
+    /// Makes the window's files visible (see the module doc). `table_dir`: `{db}/{table}`.
+    pub fn commit(
+        self,
+        storage: &dyn Storage,
+        topic: &str,
+        partition: i32,
+        table_dir: &str,
+        ext: &str,
+        last_pos: &str,
+    ) -> Result<Vec<Placed>> {
+        let dir = window_dir(topic, partition, self.start);
+        let name = file_name(topic, partition, self.start, self.end, ext);
+        let mut placed = Vec::new();
+        for mut f in self.files {
+            if f.rows.rows() > 0 {
+                let batch = f.rows.take_batch()?;
+                f.file.write(&batch)?;
+            }
+            f.file.finish(storage, last_pos)?;
+            let rel = format!("{table_dir}/{}/{name}", f.part_path);
+            storage.rename(&f.tmp, &format!("{dir}/{rel}"))?;
+            placed.push(Placed {
+                part_path: f.part_path,
+                part_values: f.part_values,
+            });
+        }
+        if placed.is_empty() {
+            storage.delete(&dir)?;
+            return Ok(placed);
+        }
+        let ready = format!("{dir}.ready");
+        storage.rename(&dir, &ready)?;
+        move_ready(storage, &ready)?;
+        Ok(placed)
+    }
+}
+
+/// Moves every file of a `.ready` window directory into the lake, then removes it.
+fn move_ready(storage: &dyn Storage, ready: &str) -> Result<Vec<String>> {
+    let mut moved = Vec::new();
+    for e in storage.list(ready)? {
+        let Some(rel) = e.path.strip_prefix(&format!("{ready}/")) else {
+            continue;
+        };
+        if !storage.exists(rel)? {
+            storage.rename(&e.path, rel)?;
+        }
+        moved.push(rel.to_string());
+    }
+    storage.delete(ready)?;
+    Ok(moved)
+}
+
+/// Where a partition's consumption resumes, from the lake alone.
+#[derive(Debug, Default)]
+pub struct Resume {
+    /// The first offset not in any file (`None`: no file, start at the beginning).
+    pub next: Option<i64>,
+    /// The position filter's mark from the last file.
+    pub mark: Option<[u8; POS_LEN]>,
+    /// Files a crash had left in a `.ready` directory and that were moved now
+    /// (their Hive partitions may be missing).
+    pub rolled_forward: Vec<String>,
+}
+
+/// Finishes an interrupted commit of `topic`/`partition` and finds where to resume.
+pub fn recover(
+    storage: &dyn Storage,
+    topic: &str,
+    partition: i32,
+    table_dir: &str,
+) -> Result<Resume> {
+    let mut out = Resume::default();
+    let prefix = format!("{topic}+{partition}+");
+    for d in storage.list_dirs(TMP)? {
+        if !d.starts_with(&prefix) {
+            continue;
+        }
+        let path = format!("{TMP}/{d}");
+        if d.ends_with(".ready") {
+            tracing::info!(dir = %path, "finishing a window commit a stop interrupted");
+            out.rolled_forward.extend(move_ready(storage, &path)?);
+        } else {
+            tracing::info!(dir = %path, "removing an unfinished window");
+            storage.delete(&path)?;
+        }
+    }
+    let mut last: Option<(i64, String, u64)> = None;
+    for e in storage.list(table_dir)? {
+        let name = e.path.rsplit('/').next().unwrap_or_default();
+        if let Some((t, p, _, end)) = parse_name(name) {
+            if t == topic && p == partition && last.as_ref().is_none_or(|(l, ..)| end > *l) {
+                last = Some((end, e.path.clone(), e.len));
+            }
+        }
+    }
+    if let Some((end, path, len)) = last {
+        out.next = Some(end + 1);
+        if let Some(m) = read_last_pos(storage, &path, len)? {
+            let bytes = m.as_bytes();
+            if bytes.len() == POS_LEN {
+                let mut mark = [0u8; POS_LEN];
+                mark.copy_from_slice(bytes);
+                out.mark = Some(mark);
+            } else if !bytes.is_empty() {
+                return Err(Error::Storage {
+                    context: format!("reading {path}"),
+                    detail: format!("binlake.last_pos `{m}` is not a position"),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let n = file_name("cdc.app.t+x", 2, 0, 17, "parquet");
+        assert_eq!(
+            n,
+            "cdc.app.t+x+2+00000000000000000000+00000000000000000017.parquet"
+        );
+        assert_eq!(parse_name(&n), Some(("cdc.app.t+x", 2, 0, 17)));
+        assert_eq!(parse_name("x.parquet"), None);
+    }
+}
