@@ -240,4 +240,51 @@ mod tests {
         assert_eq!(parse_name(&n), Some(("cdc.app.t+x", 2, 0, 17)));
         assert_eq!(parse_name("x.parquet"), None);
     }
+
+    #[test]
+    fn recovery_rolls_ready_windows_forward_and_drops_unfinished_ones() {
+        use crate::sink::storage::LocalStorage;
+        let dir = std::env::temp_dir().join(format!("binlake-window-{}", std::process::id()));
+        let s = LocalStorage::new(dir.to_str().expect("utf-8")).expect("root");
+        let put = |p: &str| {
+            let mut f = s.create(p).expect("create");
+            f.write(b"x").expect("write");
+            f.finish().expect("finish");
+        };
+        let name = file_name("cdc.a.t", 0, 10, 19, "avro");
+        // A commit interrupted after its commit point: one file moved, one not.
+        put(&format!(
+            "_tmp/cdc.a.t+0+{:020}.ready/a/t/partition=0/{name}",
+            10
+        ));
+        put(&format!(
+            "_tmp/cdc.a.t+0+{:020}.ready/a/t/partition=1/{name}",
+            10
+        ));
+        s.rename(
+            &format!("_tmp/cdc.a.t+0+{:020}.ready/a/t/partition=0/{name}", 10),
+            &format!("a/t/partition=0/{name}"),
+        )
+        .expect("move");
+        // A window that never reached its commit point, and another partition's window.
+        put(&format!("_tmp/cdc.a.t+0+{:020}/f1.tmp", 20));
+        put(&format!("_tmp/cdc.a.t+1+{:020}/f2.tmp", 0));
+        let r = recover(&s, "cdc.a.t", 0, "a/t").expect_err("the test files are not Avro");
+        assert!(r.to_string().contains("not an Avro container file"), "{r}");
+        let files: Vec<String> = s
+            .list("")
+            .expect("list")
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        assert_eq!(
+            files,
+            [
+                format!("_tmp/cdc.a.t+1+{:020}/f2.tmp", 0),
+                format!("a/t/partition=0/{name}"),
+                format!("a/t/partition=1/{name}"),
+            ]
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -131,6 +131,8 @@ while remaining:
         stats["duplicate_positions"] += 1
     applied_pos.add(pos)
     table = msg.topic()[len(prefix) + 1:]
+    stats.setdefault("applied", {}).setdefault(table, {}).setdefault(
+        str(msg.partition()), []).append(msg.offset())
     rows = state.setdefault(table, {})
     if msg.value() is None:
         stats["tombstones"] += 1
