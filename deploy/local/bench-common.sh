@@ -19,3 +19,51 @@ bench_insert() {
     '2024-01-01 00:00:00' + INTERVAL seq SECOND, seq / 3, REPEAT('x', 40), seq % 100,
     '2024-01-01' + INTERVAL (seq % 365) DAY FROM seq_$1_to_$2;"
 }
+
+# bench_kafka KPORT RPORT: a Nisshi broker (memory engine) and `binlake registry`, stopped on
+# exit, and $DIR/bench.toml pointing at them (snapshot off, topics bench.{db}.{table}).
+bench_kafka() {
+  local nisshi
+  nisshi=$(command -v nisshi || echo "$HOME/.cargo/bin/nisshi")
+  (cd "$DIR" && exec "$nisshi" broker --listener-url "tcp://127.0.0.1:$1" \
+    --advertised-listener-url "tcp://127.0.0.1:$1" --storage-engine memory://nisshi/ \
+    --group-initial-rebalance-delay 0s >"$DIR/broker.log" 2>&1) &
+  BROKER=$!
+  REGISTRY=""
+  trap 'kill $BROKER $REGISTRY 2>/dev/null || true; sleep 1; kill -9 $BROKER 2>/dev/null || true; bash deploy/local/mariadb.sh stop "$DIR" >/dev/null 2>&1 || true; rm -rf "$DIR"' EXIT
+  cat > "$DIR/bench.toml" <<TOML
+[mysql]
+port = $PORT
+password = "binlake"
+[snapshot]
+mode = "never"
+[kafka]
+brokers = "127.0.0.1:$1"
+topic_prefix = "bench"
+partitions = 3
+[registry]
+url = "http://127.0.0.1:$2"
+TOML
+  until (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; do sleep 0.1; done
+  ./target/release/binlake --log warn registry --config "$DIR/bench.toml" >"$DIR/registry.log" 2>&1 &
+  REGISTRY=$!
+  until curl -sf "http://127.0.0.1:$2/" >/dev/null; do sleep 0.1; done
+}
+
+# wait_records BROKERS TOPIC N: waits until the topic holds N records.
+wait_records() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import sys, time
+from confluent_kafka import Consumer, TopicPartition
+brokers, topic, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+c = Consumer({"bootstrap.servers": brokers, "group.id": "bench-watch"})
+while True:
+    md = c.list_topics(timeout=10).topics.get(topic)
+    if md is not None and md.partitions:
+        total = sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                    for p in md.partitions)
+        if total >= n:
+            break
+    time.sleep(0.5)
+PY
+}

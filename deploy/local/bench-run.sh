@@ -17,30 +17,7 @@ RPORT=$((PORT + 2))
 source deploy/local/bench-common.sh
 bench_start "$PORT"
 cargo build --release --quiet --benches
-NISSHI=$(command -v nisshi || echo "$HOME/.cargo/bin/nisshi")
-(cd "$DIR" && exec "$NISSHI" broker --listener-url "tcp://127.0.0.1:$KPORT" \
-  --advertised-listener-url "tcp://127.0.0.1:$KPORT" --storage-engine memory://nisshi/ \
-  --group-initial-rebalance-delay 0s >"$DIR/broker.log" 2>&1) &
-BROKER=$!
-trap 'kill $BROKER $REGISTRY 2>/dev/null || true; sleep 1; kill -9 $BROKER 2>/dev/null || true; bash deploy/local/mariadb.sh stop "$DIR" >/dev/null 2>&1 || true; rm -rf "$DIR"' EXIT
-REGISTRY=""
-cat > "$DIR/bench.toml" <<TOML
-[mysql]
-port = $PORT
-password = "binlake"
-[snapshot]
-mode = "never"
-[kafka]
-brokers = "127.0.0.1:$KPORT"
-topic_prefix = "bench"
-partitions = 3
-[registry]
-url = "http://127.0.0.1:$RPORT"
-TOML
-until (exec 3<>/dev/tcp/127.0.0.1/$KPORT) 2>/dev/null; do sleep 0.1; done
-./target/release/binlake --log warn registry --config "$DIR/bench.toml" >"$DIR/registry.log" 2>&1 &
-REGISTRY=$!
-until curl -sf "http://127.0.0.1:$RPORT/" >/dev/null; do sleep 0.1; done
+bench_kafka "$KPORT" "$RPORT"
 
 START=$($SQL -N -e "SHOW MASTER STATUS" | awk '{print $1":"$2}')
 if [[ -n "${TXN_MB:-}" ]]; then
@@ -57,23 +34,6 @@ else
 fi
 echo "binlog bytes: $($SQL -N -e "SHOW BINARY LOGS" | awk '{s+=$2} END {print s}'), rows: $ROWS"
 
-# Waits until the topic holds N records; prints seconds since $T0.
-wait_records() {
-  python3 - "$1" "$2" "$3" <<'PY'
-import sys, time
-from confluent_kafka import Consumer, TopicPartition
-brokers, topic, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-c = Consumer({"bootstrap.servers": brokers, "group.id": "bench-watch"})
-while True:
-    md = c.list_topics(timeout=10).topics.get(topic)
-    if md is not None and md.partitions:
-        total = sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                    for p in md.partitions)
-        if total >= n:
-            break
-    time.sleep(0.5)
-PY
-}
 # Seconds between the first and the last record's producer timestamp in TOPIC (the
 # steady-state span, without start-up), read from the first and last record of each partition.
 span() {

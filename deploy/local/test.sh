@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Owns: the project's test command (referenced from README.md and .ci/run).
 # Formatting, lints (warnings are errors) and every test target, debug profile.
-# Integration tests start their own MariaDB, Nisshi broker and `binlake registry`
-# instances, and read topics back with Python confluent-kafka; the installers below are
-# no-ops when everything is already there.
+# Integration tests start their own MariaDB, Nisshi broker, `binlake registry`, HDFS and
+# Hive metastore instances, and read topics and the lake back with Python confluent-kafka,
+# DuckDB, fastavro and Spark; the installers below are no-ops when everything is already
+# there.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 bash deploy/local/mariadb.sh install
 bash deploy/local/kafka.sh install
+bash deploy/local/hadoop.sh install
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings

@@ -396,9 +396,9 @@ impl Sink {
             .mark(&tp.0, tp.1)
             .map(|m| String::from_utf8_lossy(m).into_owned())
             .unwrap_or_default();
-        let (start, end, files) = (w.start, w.end, w.files.len());
+        let (start, end, files, records) = (w.start, w.end, w.files.len(), w.records);
         let placed = w.commit(self.storage.as_ref(), &tp.0, tp.1, &dir, self.ext, &mark)?;
-        tracing::debug!(topic = %tp.0, partition = tp.1, start, end, files, "window committed");
+        tracing::info!(topic = %tp.0, partition = tp.1, start, end, files, records, "window committed");
         for p in placed {
             self.register(&tp.0, &dir, &p.part_path, Some(p.part_values))?;
         }

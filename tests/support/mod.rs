@@ -6,6 +6,7 @@
 
 pub mod broker;
 pub mod cli;
+pub mod hadoop;
 pub mod mariadb;
 pub mod stack;
 pub mod workload;
