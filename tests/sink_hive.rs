@@ -118,6 +118,16 @@ fn spark_reads_the_lake_on_hdfs_through_the_metastore() {
             metastore.uri()
         ),
     );
+    // Spark can query once the sink has created the table.
+    let start = Instant::now();
+    while !stack.sink_log(0).contains("table layout") {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the sink did not set up the table: {}",
+            stack.run_logs_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let cols = ["id", "region", "amount", "big", "at", "ts", "d", "note"];
     wait_spark(&stack, &metastore.uri(), "app.orders", "id", &cols);
     stack.db.sql(
