@@ -6,9 +6,7 @@
 //! Invariant checked: what binlake writes and registers is exactly what an independent
 //! reader sees (bytes, partitions, columns, values).
 
-#[allow(dead_code)]
-#[path = "support/hadoop.rs"]
-mod hadoop;
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,8 +18,8 @@ use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use binlake::sink::hdfs::HdfsStorage;
 use binlake::sink::hive::{Hive, HiveColumn, HiveFormat, HiveTable};
 use binlake::sink::storage::Storage;
-use hadoop::{spark_sql, Hdfs, Metastore};
 use serde_json::json;
+use support::hadoop::{spark_sql, Hdfs, Metastore};
 
 /// Deterministic, non-repeating-looking bytes.
 fn pattern(len: usize, seed: u64) -> Vec<u8> {

@@ -223,3 +223,34 @@ fn an_added_column_reaches_new_files_and_old_files_still_read() {
     assert_eq!(sigterm(&mut sink), Some(0));
     assert_eq!(sigterm(&mut run), Some(0));
 }
+
+#[test]
+fn replays_of_a_crashed_run_are_written_to_the_lake_once() {
+    let stack = Stack::start(false, "", "");
+    schema(&stack);
+    initial_rows(&stack, 200);
+    let lake = stack.lake_dir("lake");
+    let mut sink = stack.spawn_sink(0, &sink_config(&lake, "parquet", "replay", ""));
+    let mut run = stack.spawn_run(0);
+    let mut rng = Rng(0xfeed);
+    for trial in 1..=3 {
+        workload(&stack, &mut rng, 150, 200);
+        std::thread::sleep(Duration::from_millis(300 + rng.below(1500)));
+        kill9(&mut run);
+        run = stack.spawn_run(trial);
+    }
+    workload(&stack, &mut rng, 100, 200);
+    stack.wait_converged(&TABLES, Duration::from_secs(120));
+    let read = || stack.read_lake(&lake, "parquet");
+    let stats = stack.wait_converged_with(&TABLES, Duration::from_secs(120), "lake", read);
+    assert_eq!(stats["duplicate_changes"], 0, "{stats}");
+    let topics = stack.read_topics();
+    println!(
+        "records the position filter dropped: {}",
+        topics["stats"]["dropped"]
+    );
+    // Exactly the records the filter applied are in the lake, replays are not.
+    assert_offsets_match(&stack, &read());
+    assert_eq!(sigterm(&mut sink), Some(0));
+    assert_eq!(sigterm(&mut run), Some(0));
+}

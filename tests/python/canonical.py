@@ -30,3 +30,17 @@ def canonical(v, tag):
     if isinstance(v, float):
         return repr(v)
     return str(v)
+
+
+def field_tags(value_schema):
+    """name -> (MySQL column name, binlake.type or logical type) of a value schema."""
+    out = {}
+    for f in value_schema["fields"]:
+        ty = f["type"]
+        if isinstance(ty, list):
+            ty = [x for x in ty if x != "null"][0]
+        tag = None
+        if isinstance(ty, dict):
+            tag = ty.get("binlake.type") or ty.get("logicalType")
+        out[f["name"]] = (f.get("binlake.column", f["name"]), tag)
+    return out

@@ -15,7 +15,7 @@ import os
 import sys
 import urllib.request
 
-from canonical import canonical
+from canonical import canonical, field_tags
 
 root, fmt, registry_url, prefix = sys.argv[1:5]
 
@@ -23,19 +23,6 @@ root, fmt, registry_url, prefix = sys.argv[1:5]
 def latest(subject):
     with urllib.request.urlopen(f"{registry_url}/subjects/{subject}/versions/latest") as r:
         return json.loads(json.loads(r.read())["schema"])
-
-
-def tags_of(value_schema):
-    out = {}
-    for f in value_schema["fields"]:
-        ty = f["type"]
-        if isinstance(ty, list):
-            ty = [x for x in ty if x != "null"][0]
-        tag = None
-        if isinstance(ty, dict):
-            tag = ty.get("binlake.type") or ty.get("logicalType")
-        out[f["name"]] = (f.get("binlake.column", f["name"]), tag)
-    return out
 
 
 def read_parquet(table_dir):
@@ -64,7 +51,7 @@ def read_avro(table_dir):
 
 
 tables, stats = {}, {"rows": 0, "deleted": 0, "files": 0, "duplicate_offsets": 0,
-                     "stray_files": 0, "offsets": {}}
+                     "duplicate_changes": 0, "stray_files": 0, "offsets": {}}
 for path in glob.glob(os.path.join(root, "**", "*"), recursive=True):
     rel = os.path.relpath(path, root)
     if os.path.isfile(path) and not rel.startswith("_tmp"):
@@ -80,15 +67,20 @@ for db in sorted(os.listdir(root)):
         table_dir = os.path.join(root, db, table)
         topic = f"{prefix}.{db}.{table}"
         key_fields = [f["name"] for f in latest(f"{topic}-key")["fields"]]
-        tags = tags_of(latest(f"{topic}-value"))
+        tags = field_tags(latest(f"{topic}-value"))
         rows = read_parquet(table_dir) if fmt == "parquet" else read_avro(table_dir)
         rows.sort(key=lambda r: (r["__kafka_partition"], r["__kafka_offset"]))
-        seen, state, offsets = set(), {}, {}
+        seen, state, offsets, changes = set(), {}, {}, set()
         for r in rows:
             po = (r["__kafka_partition"], r["__kafka_offset"])
             if po in seen:
                 stats["duplicate_offsets"] += 1
             seen.add(po)
+            # A source change is (__pos, __op); tombstone rows carry no __pos.
+            if r.get("__pos") is not None:
+                if (r["__pos"], r["__op"]) in changes:
+                    stats["duplicate_changes"] += 1
+                changes.add((r["__pos"], r["__op"]))
             offsets.setdefault(str(po[0]), []).append(po[1])
             stats["rows"] += 1
             key = tuple(r[k] for k in key_fields)

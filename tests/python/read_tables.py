@@ -18,7 +18,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from canonical import canonical
+from canonical import canonical, field_tags
 
 bootstrap, registry_url, prefix = sys.argv[1:4]
 registry_conf = {"url": registry_url}
@@ -51,17 +51,8 @@ schema_props = {}
 def field_types(schema_id):
     """name -> (mysql column name, binlake.type or logical type) of a value schema."""
     if schema_id not in schema_props:
-        s = json.loads(registry.get_schema(schema_id).schema_str)
-        out = {}
-        for f in s["fields"]:
-            ty = f["type"]
-            if isinstance(ty, list):
-                ty = [x for x in ty if x != "null"][0]
-            tag = None
-            if isinstance(ty, dict):
-                tag = ty.get("binlake.type") or ty.get("logicalType")
-            out[f["name"]] = (f.get("binlake.column", f["name"]), tag)
-        schema_props[schema_id] = out
+        schema_props[schema_id] = field_tags(
+            json.loads(registry.get_schema(schema_id).schema_str))
     return schema_props[schema_id]
 
 

@@ -12,10 +12,10 @@
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Command, Stdio};
 use std::sync::Once;
-use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::mariadb::{check, unique_dir};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -34,30 +34,6 @@ fn free_ports(n: usize) -> Vec<u16> {
         .iter()
         .map(|l| l.local_addr().expect("local addr").port())
         .collect()
-}
-
-fn unique_dir(what: &str) -> PathBuf {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    std::env::temp_dir().join(format!("binlake-{what}-{}-{n}-{nanos}", std::process::id()))
-}
-
-/// Panics with the command's output unless it succeeded.
-fn check(what: &str, out: std::io::Result<Output>) -> Output {
-    let out = out.unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
-    if !out.status.success() {
-        panic!(
-            "{what} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    out
 }
 
 /// Runs `hadoop.sh install` once per test process.
@@ -104,7 +80,7 @@ impl Hdfs {
     /// that small test files span several blocks.
     pub fn start_with_block_size(block_size: u64) -> Hdfs {
         install();
-        let dir = unique_dir("hdfs");
+        let dir = unique_dir().with_extension("hdfs");
         std::fs::create_dir_all(&dir).expect("hdfs dir");
         let p = free_ports(5);
         // Built first, so that Drop cleans up even when starting fails.
@@ -152,7 +128,7 @@ impl Metastore {
     /// `DIR/metastore/warehouse` locally. Panics with its log if it does not start in 90 s.
     pub fn start(fs_default: Option<&str>) -> Metastore {
         install();
-        let dir = unique_dir("hms");
+        let dir = unique_dir().with_extension("hms");
         std::fs::create_dir_all(&dir).expect("metastore dir");
         let port = free_ports(1)[0];
         let ms = Metastore { port, dir };

@@ -20,8 +20,8 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/mariadb.sh")
 }
 
-/// Panics with the command's stderr unless it succeeded.
-fn check(what: &str, out: std::io::Result<Output>) -> Output {
+/// Panics with the command's output unless it succeeded.
+pub fn check(what: &str, out: std::io::Result<Output>) -> Output {
     let out = out.unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
     if !out.status.success() {
         panic!(
