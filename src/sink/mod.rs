@@ -128,11 +128,16 @@ impl ConsumerContext for SinkContext {
     }
 }
 
-/// `{db}/{table}` of a table topic `{prefix}.{db}.{table}`.
-fn table_dir(prefix: &str, topic: &str) -> Option<String> {
+/// (db, table) of a table topic `{prefix}.{db}.{table}`; `None` for other topics.
+fn table_parts<'a>(prefix: &str, topic: &'a str) -> Option<(&'a str, &'a str)> {
     let rest = topic.strip_prefix(prefix)?.strip_prefix('.')?;
     let (db, table) = rest.split_once('.')?;
-    (!db.is_empty() && !table.is_empty()).then(|| format!("{db}/{table}"))
+    (!db.is_empty() && !table.is_empty()).then_some((db, table))
+}
+
+/// `{db}/{table}` of a table topic.
+fn table_dir(prefix: &str, topic: &str) -> Option<String> {
+    table_parts(prefix, topic).map(|(db, table)| format!("{db}/{table}"))
 }
 
 /// A table's current layout and where it is registered.
@@ -274,7 +279,7 @@ impl Sink {
             return Ok(()); // before the resume point
         }
         *next = m.offset() + 1;
-        if table_dir(&self.cfg.kafka.topic_prefix, topic).is_none() {
+        if table_parts(&self.cfg.kafka.topic_prefix, topic).is_none() {
             return Ok(());
         }
         let pos = m
@@ -425,7 +430,7 @@ impl Sink {
         let values = values.unwrap_or_else(|| {
             part_path
                 .split('/')
-                .map(|seg| unescape(seg.split_once('=').map_or(seg, |(_, v)| v)))
+                .map(|seg| partition::unescape(seg.split_once('=').map_or(seg, |(_, v)| v)))
                 .collect()
         });
         let (db, name) = t.schema.table.split_once('.').unwrap_or(("", ""));
@@ -540,25 +545,6 @@ impl Sink {
         }
         Ok(())
     }
-}
-
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
-            if let Ok(v) = u8::from_str_radix(hex, 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Runs the sink until `stop` is set (then closes every window) or an error.

@@ -250,6 +250,26 @@ fn escape(s: &str) -> String {
     out
 }
 
+/// The inverse of [`escape`]: `%XX` back to the character.
+pub fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
+            if let Ok(v) = u8::from_str_radix(hex, 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +279,9 @@ mod tests {
     fn hive_escaping() {
         assert_eq!(escape("a/b=c:d"), "a%2Fb%3Dc%3Ad");
         assert_eq!(escape("plain value"), "plain value");
+        for v in ["a/b=c:d", "100%", "é/ü", "%zz"] {
+            assert_eq!(unescape(&escape(v)), v);
+        }
     }
 
     #[test]
