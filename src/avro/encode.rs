@@ -353,10 +353,12 @@ mod tests {
                     name: format!("c{i}"),
                     ty: ty.clone(),
                     nullable: i % 2 == 1 && i != 13,
+                    declared: None,
                 })
                 .collect(),
             key: vec![0],
             key_source: KeySource::PrimaryKey,
+            collation: None,
         };
         let big = format!("-{}.{}", "9".repeat(35), "9".repeat(30));
         let row = vec![

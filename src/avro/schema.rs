@@ -8,7 +8,7 @@
 
 use serde_json::{json, Value as Json};
 
-use crate::schema::{Charset, SqlType, TableSchema};
+use crate::schema::{Charset, KeySource, SqlType, TableSchema};
 
 /// How one field is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +74,8 @@ impl TableSchemas {
                 if name != c.name {
                     f["binlake.column"] = json!(c.name);
                 }
+                // What `binlake rebuild --create` declares the column as.
+                f["binlake.sql"] = json!(c.sql_type());
                 let field = Field {
                     column: i,
                     name,
@@ -104,13 +106,21 @@ impl TableSchemas {
             "namespace": ns,
             "fields": key_fields.iter().map(|(_, j)| j.clone()).collect::<Vec<_>>(),
         });
-        let value = json!({
+        let mut value = json!({
             "type": "record",
             "name": "Value",
             "namespace": ns,
             "binlake.table": table.full_name(),
+            "binlake.key": match table.key_source {
+                KeySource::PrimaryKey => "primary",
+                KeySource::AllColumns => "all-columns",
+                KeySource::None => "none",
+            },
             "fields": value_json,
         });
+        if let Some(c) = &table.collation {
+            value["binlake.collation"] = json!(c);
+        }
         TableSchemas {
             key: key.to_string(),
             value: value.to_string(),
@@ -208,13 +218,14 @@ fn avro_type(ty: &SqlType) -> (Kind, Json) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{Column, KeySource};
+    use crate::schema::Column;
 
     fn col(name: &str, ty: SqlType, nullable: bool) -> Column {
         Column {
             name: name.into(),
             ty,
             nullable,
+            declared: None,
         }
     }
 
@@ -252,6 +263,7 @@ mod tests {
             ],
             key: vec![0],
             key_source: KeySource::PrimaryKey,
+            collation: None,
         };
         let s = TableSchemas::derive(&t, "binlake.shop.orders");
         let key = apache_avro::Schema::parse_str(&s.key).unwrap();
@@ -270,6 +282,9 @@ mod tests {
         assert_eq!(v["fields"][1]["type"], json!(["null", "long"]));
         assert_eq!(v["fields"][1]["binlake.column"], json!("9 lives"));
         assert_eq!(v["fields"][0]["type"]["precision"], json!(20));
+        assert_eq!(v["fields"][0]["binlake.sql"], json!("bigint unsigned"));
+        assert_eq!(v["fields"][3]["binlake.sql"], json!("decimal(12,2)"));
+        assert_eq!(v["binlake.key"], json!("primary"));
         assert!(key.canonical_form().contains("\"name\":\"id\""));
         assert!(value.canonical_form().contains("binlake.shop.orders.Value"));
     }

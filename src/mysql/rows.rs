@@ -25,6 +25,8 @@ pub struct ServerTable {
     pub columns: Vec<ServerColumn>,
     /// Primary-key column names in key order.
     pub primary_key: Vec<String>,
+    /// TABLE_COLLATION: the table's default collation.
+    pub collation: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -38,6 +40,8 @@ pub struct ServerColumn {
     pub data_type: String,
     /// CHARACTER_SET_NAME (None for non-text columns).
     pub charset: Option<String>,
+    /// COLLATION_NAME (None for non-text columns).
+    pub collation: Option<String>,
     /// CHARACTER_OCTET_LENGTH.
     pub octet_length: Option<u64>,
     /// NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION.
@@ -45,6 +49,19 @@ pub struct ServerColumn {
     pub scale: Option<u64>,
     pub fsp: Option<u64>,
     pub nullable: bool,
+}
+
+impl ServerColumn {
+    /// The column's type as CREATE TABLE takes it: COLUMN_TYPE, with the character set and
+    /// collation of text columns.
+    pub fn declaration(&self) -> Arc<str> {
+        match (&self.charset, &self.collation) {
+            (Some(cs), Some(coll)) if !self.is_json => {
+                format!("{} CHARACTER SET {cs} COLLATE {coll}", self.column_type).into()
+            }
+            _ => self.column_type.as_str().into(),
+        }
+    }
 }
 
 /// Decodes the rows of one table version.
@@ -199,11 +216,18 @@ impl TableDecoder {
             if exclude(name) {
                 keep.push(None);
             } else {
+                // The server's declaration, if it describes this binlog's column (and not
+                // the column after a later DDL).
+                let declared = server_col
+                    .filter(|c| &c.name == name)
+                    .filter(|c| crate::mysql::select::sql_type(c).is_ok_and(|t| ty.agrees_with(&t)))
+                    .map(ServerColumn::declaration);
                 keep.push(Some(columns.len()));
                 columns.push(Column {
                     name: name.clone(),
                     ty,
                     nullable: nullable.get(i).map(|b| *b).unwrap_or(true),
+                    declared,
                 });
             }
         }
@@ -243,6 +267,7 @@ impl TableDecoder {
                 columns,
                 key,
                 key_source,
+                collation: server.and_then(|s| s.collation.clone()),
             }),
             codecs,
             keep,

@@ -40,6 +40,7 @@ pub fn table_schema(
                 ))
             })?,
             nullable: c.nullable,
+            declared: Some(c.declaration()),
         });
     }
     let pk: Vec<usize> = info
@@ -62,10 +63,11 @@ pub fn table_schema(
         columns,
         key,
         key_source,
+        collation: info.collation.clone(),
     }))
 }
 
-fn sql_type(c: &ServerColumn) -> std::result::Result<SqlType, &'static str> {
+pub(crate) fn sql_type(c: &ServerColumn) -> std::result::Result<SqlType, &'static str> {
     let unsigned = c.column_type.contains("unsigned");
     let int = |bytes| Ok(SqlType::Int { bytes, unsigned });
     let charset = || {

@@ -140,12 +140,13 @@ pub async fn table_info(
         Option<u64>,
         Option<u64>,
         String,
+        Option<String>,
     );
     let cols: Vec<ColumnRow> = conn
         .exec(
             "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, CHARACTER_SET_NAME, \
              CHARACTER_OCTET_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION, \
-             IS_NULLABLE FROM information_schema.COLUMNS \
+             IS_NULLABLE, COLLATION_NAME FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
             (db, table),
         )
@@ -171,11 +172,31 @@ pub async fn table_info(
     } else {
         Vec::new()
     };
+    let collation: Option<Option<String>> = conn
+        .exec_first(
+            "SELECT TABLE_COLLATION FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (db, table),
+        )
+        .await
+        .map_err(Error::mysql(ctx()))?;
     Ok(ServerTable {
+        collation: collation.flatten(),
         columns: cols
             .into_iter()
             .map(
-                |(name, column_type, data_type, charset, octets, precision, scale, fsp, null)| {
+                |(
+                    name,
+                    column_type,
+                    data_type,
+                    charset,
+                    octets,
+                    precision,
+                    scale,
+                    fsp,
+                    null,
+                    coll,
+                )| {
                     let is_json = column_type == "json"
                         || checks.iter().any(|c| c == &format!("json_valid(`{name}`)"));
                     ServerColumn {
@@ -184,6 +205,7 @@ pub async fn table_info(
                         is_json,
                         data_type: data_type.to_ascii_lowercase(),
                         charset,
+                        collation: coll,
                         octet_length: octets,
                         precision,
                         scale,
