@@ -10,6 +10,7 @@ pub mod mysql;
 pub mod output;
 pub mod position;
 pub mod progress;
+pub mod rebuild;
 pub mod registry;
 pub mod run;
 pub mod schema;

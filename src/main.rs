@@ -130,6 +130,48 @@ enum Cmd {
         #[arg(long, env = "BINLAKE_CONFIG")]
         config: PathBuf,
     },
+    /// Rebuild a table from its compacted topic: read it from the first offset to the end
+    /// offsets taken at the start (or keep following), keep the last value per key, and write
+    /// the table into MySQL/MariaDB (batched upserts and deletes into a staging table that is
+    /// then swapped in with one RENAME) or as a Parquet snapshot directory. Exit 0 when done,
+    /// 1 when --verify found a difference, 2 on an error.
+    ///
+    /// Examples:
+    ///   binlake rebuild --config binlake.toml --table shop.orders --into mysql://root@127.0.0.1:3306/restore --create --verify
+    ///   binlake rebuild --config binlake.toml --table shop.orders --into mysql://app@10.0.0.5/shop --follow
+    ///   binlake rebuild --config binlake.toml --topic binlake.shop.orders --into hdfs://nn:8020/snapshots/orders
+    Rebuild {
+        #[arg(long, env = "BINLAKE_CONFIG")]
+        config: PathBuf,
+        /// The table topic to read (or --table).
+        #[arg(long, conflicts_with = "table", required_unless_present = "table")]
+        topic: Option<String>,
+        /// The source table, db.table: its topic is {topic_prefix}.db.table.
+        #[arg(long)]
+        table: Option<String>,
+        /// mysql://user[:password]@host[:port]/db (the password may come from MYSQL_PWD),
+        /// file:///dir or hdfs://host:port/dir. Default: the [mysql] server and the table's own
+        /// database, allowed only when the table no longer exists there.
+        #[arg(long)]
+        into: Option<String>,
+        /// Create the table when it does not exist, with the source's column types and primary
+        /// key (an existing table is kept as defined: its rows are replaced).
+        #[arg(long)]
+        create: bool,
+        /// After the pass, keep applying new changes until SIGTERM or Ctrl-C.
+        #[arg(long)]
+        follow: bool,
+        /// Then compare with the source table (default: the [mysql] server, or a mysql:// URL):
+        /// row counts and per-chunk checksums in primary-key order, then the differing keys.
+        #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "URL")]
+        verify: Option<String>,
+        /// Connections writing at once (MySQL).
+        #[arg(long, default_value_t = 4)]
+        writers: usize,
+        /// Rows per INSERT statement (MySQL).
+        #[arg(long, default_value_t = 1000)]
+        batch_rows: usize,
+    },
 }
 
 /// Counts, prints and enforces --limit. Returns false when the limit is reached.
@@ -214,7 +256,10 @@ fn main() -> ExitCode {
         .init();
     // `run` decodes the binlog on one worker while the other encodes and produces; the
     // other commands are fastest on one thread (BENCHMARKS.md).
-    let mut builder = if matches!(cli.cmd, Cmd::Run { .. } | Cmd::Sink { .. }) {
+    let mut builder = if matches!(
+        cli.cmd,
+        Cmd::Run { .. } | Cmd::Sink { .. } | Cmd::Rebuild { .. }
+    ) {
         let mut b = tokio::runtime::Builder::new_multi_thread();
         b.worker_threads(2);
         b
@@ -438,6 +483,76 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 .await
                 .context("the sink thread")??;
             tracing::info!("binlake sink stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Rebuild {
+            config,
+            topic,
+            table,
+            into,
+            create,
+            follow,
+            verify,
+            writers,
+            batch_rows,
+        } => {
+            use binlake::rebuild::{self, mysql::MysqlUrl, Target};
+            let cfg = Config::load(&config)?;
+            let topic = match (topic, table) {
+                (Some(t), _) => t,
+                (None, Some(t)) => rebuild::topic_of(&cfg, &t)?,
+                (None, None) => {
+                    anyhow::bail!("name the table (--table db.t) or the topic (--topic)")
+                }
+            };
+            let target = match into.as_deref() {
+                None => Target::Mysql(MysqlUrl::from_config(&cfg)?),
+                Some(u) if u.starts_with("mysql://") => Target::Mysql(MysqlUrl::parse(u)?),
+                Some(u) if u.starts_with("file://") || u.starts_with("hdfs://") => {
+                    Target::Lake(u.to_string())
+                }
+                Some(u) => anyhow::bail!(
+                    "--into {u}: use mysql://user@host:port/db, file:///dir or hdfs://host:port/dir"
+                ),
+            };
+            anyhow::ensure!(
+                verify.is_none() || (matches!(target, Target::Mysql(_)) && !follow),
+                "--verify compares a MySQL target after a full pass: not with --follow or a \
+                 snapshot directory"
+            );
+            let opts = rebuild::Options {
+                topic,
+                target: target.clone(),
+                create,
+                follow,
+                writers,
+                batch_rows,
+            };
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = stop.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            });
+            let rt = tokio::runtime::Handle::current();
+            let (cfg2, rt2) = (cfg.clone(), rt.clone());
+            let summary =
+                tokio::task::spawn_blocking(move || rebuild::run(&cfg2, &opts, stop, rt2))
+                    .await
+                    .context("the rebuild thread")??;
+            eprintln!("{summary}");
+            if let (Some(v), Target::Mysql(into)) = (verify, &target) {
+                let source = if v.is_empty() {
+                    MysqlUrl::from_config(&cfg)?
+                } else {
+                    MysqlUrl::parse(&v)?
+                };
+                let report = rebuild::verify_summary(&summary, &source, into).await?;
+                eprintln!("{report}");
+                if !report.equal() {
+                    return Ok(ExitCode::from(1));
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Check { config } => {

@@ -57,3 +57,50 @@ impl Bars {
         }
     }
 }
+
+/// One count towards a known total (a rebuild's records / high watermark): a bar with rate
+/// and ETA on a terminal, else an info line every 10 seconds.
+pub struct Counter {
+    bar: Option<ProgressBar>,
+    what: &'static str,
+    total: u64,
+    last_log: std::time::Instant,
+}
+
+impl Counter {
+    pub fn new(what: &'static str, total: u64) -> Counter {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = ProgressBar::with_draw_target(Some(total.max(1)), ProgressDrawTarget::stderr());
+            if let Ok(style) = ProgressStyle::with_template(
+                "[{bar:40}] {human_pos}/{human_len} records {per_sec} eta {eta} {msg}",
+            ) {
+                b.set_style(style.progress_chars("=> "));
+            }
+            b
+        });
+        Counter {
+            bar,
+            what,
+            total,
+            last_log: std::time::Instant::now(),
+        }
+    }
+
+    pub fn set(&mut self, done: u64) {
+        match &self.bar {
+            Some(b) => b.set_position(done),
+            None if self.last_log.elapsed() >= std::time::Duration::from_secs(10) => {
+                self.last_log = std::time::Instant::now();
+                tracing::info!(done, total = self.total, "{}", self.what);
+            }
+            None => {}
+        }
+    }
+
+    pub fn finish(&mut self, done: u64) {
+        if let Some(b) = self.bar.take() {
+            b.set_position(done);
+            b.finish();
+        }
+    }
+}

@@ -55,8 +55,12 @@ impl ServerColumn {
     /// The column's type as CREATE TABLE takes it: COLUMN_TYPE, with the character set and
     /// collation of text columns.
     pub fn declaration(&self) -> Arc<str> {
+        if self.is_json {
+            // MariaDB's JSON is LONGTEXT with a json_valid check; `json` re-creates both.
+            return "json".into();
+        }
         match (&self.charset, &self.collation) {
-            (Some(cs), Some(coll)) if !self.is_json => {
+            (Some(cs), Some(coll)) => {
                 format!("{} CHARACTER SET {cs} COLLATE {coll}", self.column_type).into()
             }
             _ => self.column_type.as_str().into(),

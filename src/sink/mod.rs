@@ -193,7 +193,7 @@ struct Sink {
     pending: Vec<(String, String, String)>,
 }
 
-fn schema_id(bytes: &[u8], topic: &str, what: &str) -> Result<u32> {
+pub(crate) fn schema_id(bytes: &[u8], topic: &str, what: &str) -> Result<u32> {
     if bytes.len() < 5 || bytes[0] != 0 {
         return Err(Error::Unsupported(format!(
             "topic {topic}: a record {what} is not in the Confluent wire format (magic byte 0 \

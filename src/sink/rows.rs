@@ -344,6 +344,20 @@ fn check(schema: &LakeSchema, cells: &[Cell<'_>], o: &Origin<'_>) -> Result<()> 
 }
 
 impl<'a> Decoded<'a> {
+    /// The row in another layout of its table: column `i` of the result is column `map[i]`
+    /// of this one, or null (a column this row's schema did not have).
+    pub fn project(mut self, map: &[Option<usize>]) -> Decoded<'a> {
+        let mut taken: Vec<Option<Cell<'a>>> = self.cells.drain(..).map(Some).collect();
+        self.cells = map
+            .iter()
+            .map(|m| {
+                m.and_then(|i| taken.get_mut(i)?.take())
+                    .unwrap_or(Cell::Null)
+            })
+            .collect();
+        self
+    }
+
     #[cfg(test)]
     pub fn for_test(cells: Vec<Cell<'a>>, ts: i64) -> Decoded<'a> {
         Decoded {
