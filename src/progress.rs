@@ -72,9 +72,14 @@ impl Counter {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = ProgressBar::with_draw_target(Some(total.max(1)), ProgressDrawTarget::stderr());
             if let Ok(style) = ProgressStyle::with_template(
-                "[{bar:40}] {human_pos}/{human_len} records {per_sec} eta {eta} {msg}",
+                "[{bar:40}] {human_pos}/{human_len} records {rate} eta {eta}",
             ) {
-                b.set_style(style.progress_chars("=> "));
+                b.set_style(style.progress_chars("=> ").with_key(
+                    "rate",
+                    |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0} records/s", s.per_sec());
+                    },
+                ));
             }
             b
         });
