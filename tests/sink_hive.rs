@@ -165,6 +165,30 @@ fn spark_reads_the_lake_on_hdfs_through_the_metastore() {
     );
     let cols = ["id", "region", "amount", "note", "qty"];
     wait_spark(&stack, &metastore.uri(), "app.orders", "id", &cols);
+
+    // `binlake rebuild` into a Parquet snapshot on HDFS: Spark reads the source's rows.
+    let snapshot = format!("{}/snapshots/orders", hdfs.url());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .args([
+            "rebuild",
+            "--config",
+            stack.config.to_str().expect("utf-8 path"),
+        ])
+        .args(["--table", "app.orders", "--into", &snapshot])
+        .output()
+        .expect("run binlake rebuild");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let from_snapshot = spark_state(
+        &metastore.uri(),
+        &format!("parquet.`{snapshot}`"),
+        "id",
+        &cols,
+    );
+    assert_eq!(from_snapshot, source_state(&stack, "app.orders", &cols));
     assert_eq!(sigterm(&mut sink), Some(0), "{}", stack.sink_log(0));
     assert_eq!(sigterm(&mut run), Some(0));
 }
