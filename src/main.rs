@@ -282,6 +282,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// A flag set on SIGTERM or ctrl-c, for jobs that run on a blocking thread.
+fn stop_on_signal() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    stop
+}
+
 async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
         Cmd::Tail {
@@ -472,12 +483,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         }
         Cmd::Sink { config } => {
             let cfg = Config::load(&config)?;
-            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let flag = stop.clone();
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                flag.store(true, std::sync::atomic::Ordering::Relaxed);
-            });
+            let stop = stop_on_signal();
             let rt = tokio::runtime::Handle::current();
             tokio::task::spawn_blocking(move || binlake::sink::run(cfg, stop, rt))
                 .await
@@ -528,12 +534,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 writers,
                 batch_rows,
             };
-            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let flag = stop.clone();
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                flag.store(true, std::sync::atomic::Ordering::Relaxed);
-            });
+            let stop = stop_on_signal();
             let rt = tokio::runtime::Handle::current();
             let (cfg2, rt2) = (cfg.clone(), rt.clone());
             let summary =

@@ -67,3 +67,18 @@ while True:
     time.sleep(0.5)
 PY
 }
+
+# bench_topic ROWS KPORT: ROWS rows into bench.t, put into the topic bench.bench.t by
+# `binlake run` (stopped once every record is there).
+bench_topic() {
+  local start run
+  start=$($SQL -N -e "SHOW MASTER STATUS" | awk '{print $1":"$2}')
+  for ((k = 0; k < $1; k += 10000)); do
+    bench_insert $((k + 1)) $((k + 10000))
+  done | $SQL bench
+  ./target/release/binlake --log warn run --config "$DIR/bench.toml" --from "$start" &
+  run=$!
+  wait_records "127.0.0.1:$2" bench.bench.t "$1"
+  kill -TERM $run
+  wait $run || true
+}

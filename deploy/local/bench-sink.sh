@@ -15,15 +15,7 @@ RPORT=$((PORT + 2))
 source deploy/local/bench-common.sh
 bench_start "$PORT"
 bench_kafka "$KPORT" "$RPORT"
-START=$($SQL -N -e "SHOW MASTER STATUS" | awk '{print $1":"$2}')
-for ((k = 0; k < ROWS; k += 10000)); do
-  bench_insert $((k + 1)) $((k + 10000))
-done | $SQL bench
-./target/release/binlake --log warn run --config "$DIR/bench.toml" --from "$START" &
-RUN=$!
-wait_records "127.0.0.1:$KPORT" bench.bench.t "$ROWS"
-kill -TERM $RUN
-wait $RUN || true
+bench_topic "$ROWS" "$KPORT"
 
 cat >> "$DIR/bench.toml" <<TOML
 [sink]
