@@ -13,9 +13,11 @@
 //! Invariants: a snapshot directory never holds two files of one partition (a file reaches
 //! its final name through the claim `_{topic}+{p}.parquet`, and a rename never replaces, so
 //! one writer wins; readers skip `_` names); a snapshot is registered in the metastore only
-//! when it is complete (a file for every partition); only complete snapshots beyond the newest
-//! `current_keep` are removed (metastore partition first, then files), and incomplete ones
-//! only when older than the newest complete one. A crash leaves temporary files (deleted by
+//! when it is complete (a file for every partition); the newest `current_keep` complete
+//! snapshots stay registered, and on disk also the one before them (unregistered: a query
+//! planned while it was registered keeps its files for one more period); older complete
+//! snapshots are removed (metastore partition first, then files), incomplete ones only when
+//! older than the newest complete one. A crash leaves temporary files (deleted by
 //! the partition's next job) or a claim (rolled forward by it); the changelog is only read.
 
 use std::collections::HashMap;
@@ -404,7 +406,13 @@ pub fn merge(
             rows_of[w.file as usize].push(w.row);
         }
     }
-    // Pass 2: copy the winning rows, file by file.
+    // Pass 2: copy the winning rows, file by file (only the columns the layout has).
+    let names: Vec<&str> = schema
+        .arrow
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
     let mut file = LakeFile::create(
         storage.as_ref(),
         out,
@@ -420,7 +428,7 @@ pub fn merge(
         rows.sort_unstable();
         let mut next = 0usize;
         let mut row_base = 0usize;
-        for batch in read_batches(storage, input, None)? {
+        for batch in read_batches(storage, input, Some(&names))? {
             let batch = batch?;
             let n = batch.num_rows();
             let mut mask = vec![false; n];
@@ -672,21 +680,28 @@ impl Compactor {
             .map(|(id, _)| id.as_str())
             .collect();
         let newest = complete_ids.last().copied().unwrap_or_default();
-        let kept = &complete_ids[complete_ids.len().saturating_sub(self.keep)..];
+        let n = complete_ids.len();
+        // Registered: the newest `keep`; on disk also the one before them (unregistered), so a
+        // query planned while it was registered still reads it for one more period.
+        let registered = &complete_ids[n.saturating_sub(self.keep)..];
+        let on_disk = &complete_ids[n.saturating_sub(self.keep + 1)..];
         for (id, _) in &snaps {
-            let remove = if is_complete(id) {
-                !kept.contains(&id.as_str())
+            let id = id.as_str();
+            let complete = complete_ids.contains(&id);
+            if complete && !registered.contains(&id) {
+                if let Some(hive) = &self.hive {
+                    hive.drop_partition(&job.hive_db, &name, &[id.to_string()])?;
+                }
+            }
+            let delete = if complete {
+                !on_disk.contains(&id)
             } else {
-                id.as_str() < newest
+                id < newest
             };
-            if !remove {
-                continue;
+            if delete {
+                storage.delete(&format!("{cur_dir}/snapshot={id}"))?;
+                tracing::info!(table = %name, snapshot = %id, "old snapshot removed");
             }
-            if let Some(hive) = &self.hive {
-                hive.drop_partition(&job.hive_db, &name, std::slice::from_ref(id))?;
-            }
-            storage.delete(&format!("{cur_dir}/snapshot={id}"))?;
-            tracing::info!(table = %name, snapshot = %id, "old snapshot removed");
         }
         Ok(())
     }
@@ -1003,9 +1018,14 @@ mod tests {
         let h0 = format!("snapshot={s3}/cdc.app.t+0+00000000000000000005.parquet");
         assert!(snapshot_files(&s).contains(&h0), "{:?}", snapshot_files(&s));
 
-        // current_keep = 2: s1 is gone, s2 and s3 stay.
-        let dirs = s.list_dirs("app/t_current").expect("dirs");
-        assert_eq!(dirs, [format!("snapshot={s2}"), format!("snapshot={s3}")]);
+        // current_keep = 2: s2 and s3 registered, s1 still on disk for running queries.
+        let dirs = |s: &Arc<dyn Storage>| s.list_dirs("app/t_current").expect("dirs");
+        assert_eq!(dirs(&s), [s1, s2, s3].map(|id| format!("snapshot={id}")));
+        let s4 = "20240101T000400Z";
+        c.run(&job(s4, 0)).expect("p0");
+        assert_eq!(dirs(&s).len(), 4, "s4 is not complete yet");
+        c.run(&job(s4, 1)).expect("p1");
+        assert_eq!(dirs(&s), [s2, s3, s4].map(|id| format!("snapshot={id}")));
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -186,10 +186,9 @@ struct CurrentState {
     jobs: std::sync::mpsc::Sender<current::Job>,
     /// The snapshot each owned partition last got a job for.
     done: HashMap<Tp, String>,
-    /// Partition count of a topic, as read in a period: (period, count).
-    partitions: HashMap<String, (String, i32)>,
-    /// Layouts by (key id, value id).
-    layouts: HashMap<(u32, u32), Arc<LakeSchema>>,
+    /// What a topic's jobs of a period share, read once per period: (period, partition
+    /// count, latest layout).
+    topics: HashMap<String, (String, i32, Arc<LakeSchema>)>,
 }
 
 struct Sink {
@@ -614,18 +613,24 @@ impl Sink {
         let Some(table_dir) = table_dir(&self.cfg.kafka.topic_prefix, topic) else {
             return Ok(None);
         };
-        let (Some(key_id), Some(value_id)) = (
-            self.schemas.latest(&format!("{topic}-key"))?,
-            self.schemas.latest(&format!("{topic}-value"))?,
-        ) else {
-            return Ok(None);
-        };
-        let Some(cur) = self.current.as_mut() else {
-            return Ok(None);
-        };
-        let partitions = match cur.partitions.get(topic) {
-            Some((p, n)) if p == period => *n,
-            _ => {
+        let known = self
+            .current
+            .as_ref()
+            .and_then(|c| c.topics.get(topic))
+            .filter(|(p, ..)| p == period)
+            .map(|(_, n, s)| (*n, s.clone()));
+        let (partitions, schema) = match known {
+            Some(k) => k,
+            None => {
+                let (Some(key_id), Some(value_id)) = (
+                    self.schemas.latest(&format!("{topic}-key"))?,
+                    self.schemas.latest(&format!("{topic}-value"))?,
+                ) else {
+                    return Ok(None);
+                };
+                let key = self.schemas.text(key_id)?.to_string();
+                let value = self.schemas.text(value_id)?.to_string();
+                let schema = Arc::new(LakeSchema::derive(topic, &key, &value)?);
                 let md = consumer
                     .fetch_metadata(Some(topic), Duration::from_secs(10))
                     .map_err(Error::kafka(format!("reading the partitions of {topic}")))?;
@@ -633,21 +638,11 @@ impl Sink {
                 if n == 0 {
                     return Ok(None);
                 }
-                cur.partitions
-                    .insert(topic.to_string(), (period.to_string(), n));
-                n
-            }
-        };
-        let schema = match cur.layouts.get(&(key_id, value_id)) {
-            Some(s) => s.clone(),
-            None => {
-                let key = self.schemas.text(key_id)?.to_string();
-                let value = self.schemas.text(value_id)?.to_string();
-                let s = Arc::new(LakeSchema::derive(topic, &key, &value)?);
                 if let Some(cur) = self.current.as_mut() {
-                    cur.layouts.insert((key_id, value_id), s.clone());
+                    cur.topics
+                        .insert(topic.to_string(), (period.to_string(), n, schema.clone()));
                 }
-                s
+                (n, schema)
             }
         };
         let (db, name) = schema.table.split_once('.').unwrap_or(("", &schema.table));
@@ -705,8 +700,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, rt: tokio::runtime::Handle) -> Re
                 every,
                 jobs: tx,
                 done: HashMap::new(),
-                partitions: HashMap::new(),
-                layouts: HashMap::new(),
+                topics: HashMap::new(),
             })
         }
         None => None,
