@@ -1,5 +1,5 @@
-//! `[sink] current_every`: `binlake sink` keeps `{table}_current` in a real HDFS, registered
-//! in a real Hive metastore and read by Spark. After the workload (updates, key changes,
+//! `[sink] current_every`: two `binlake sink`s in one group keep `{table}_current` in a real
+//! HDFS, registered in a real Hive metastore and read by Spark. After the workload (updates, key changes,
 //! deletes) the newest snapshot equals the source table row for row (no key twice, deleted
 //! keys gone); after more changes the next snapshot equals the new state; and no more than
 //! `current_keep` snapshots stay registered (on disk, one older unregistered one besides).
@@ -158,15 +158,17 @@ fn the_current_table_equals_the_source_after_each_compaction() {
     workload::initial_rows(&stack, 60);
     let mut run = stack.spawn_run(0);
     let root = format!("{}/lake", hdfs.url());
-    let mut sink = stack.spawn_sink(
-        0,
-        &format!(
-            "[sink]\nroot = \"{root}\"\ngroup_id = \"current\"\nrotate_interval = \"3s\"\n\
-             current_every = \"20s\"\ncurrent_keep = {KEEP}\n\
-             [hive]\nenabled = true\nuri = \"{}\"\n",
-            metastore.uri()
-        ),
+    // Two sinks in one group: each writes its partitions' files into the same snapshots.
+    let sections = format!(
+        "[sink]\nroot = \"{root}\"\ngroup_id = \"current\"\nrotate_interval = \"3s\"\n\
+         current_every = \"20s\"\ncurrent_keep = {KEEP}\n\
+         [hive]\nenabled = true\nuri = \"{}\"\n",
+        metastore.uri()
     );
+    let mut sinks = [
+        stack.spawn_sink(0, &sections),
+        stack.spawn_sink(1, &sections),
+    ];
     let mut rng = Rng(0x5eed_c0de);
     workload::workload(&stack, &mut rng, 300, 60);
     // The writer stops; the topics hold the source's state.
@@ -201,7 +203,9 @@ fn the_current_table_equals_the_source_after_each_compaction() {
     assert_eq!(ids, ["5"]);
     assert!(rows[0]["snapshot"].as_str() >= Some(second["app.all_types"].as_str()));
 
-    assert_eq!(sigterm(&mut sink), Some(0), "{}", stack.sink_log(0));
+    for (n, sink) in sinks.iter_mut().enumerate() {
+        assert_eq!(sigterm(sink), Some(0), "{}", stack.sink_log(n));
+    }
     assert_eq!(sigterm(&mut run), Some(0));
     // At most current_keep complete snapshots, on disk and registered: the same ones.
     let hive = Hive::connect(&metastore.uri()).expect("metastore");
@@ -235,9 +239,15 @@ fn the_current_table_equals_the_source_after_each_compaction() {
         );
         assert!(listed.last() >= Some(&second[t]), "{t}: {listed:?}");
     }
-    assert!(
-        stack.sink_log(0).contains("old snapshot removed"),
-        "{}",
-        stack.sink_log(0)
-    );
+    let logs = stack.sink_log(0) + &stack.sink_log(1);
+    assert!(logs.contains("old snapshot removed"), "{logs}");
+    assert!(!logs.contains("_current failed"), "{logs}");
+    // Both sinks wrote snapshot files.
+    for n in 0..2 {
+        assert!(
+            stack.sink_log(n).contains("compacted"),
+            "{}",
+            stack.sink_log(n)
+        );
+    }
 }

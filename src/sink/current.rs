@@ -301,17 +301,48 @@ struct Winner {
     row: u32,
 }
 
-/// Rows of `batch` as the columns of `schema` (by name; missing ones null).
+/// A column of an older file as the wider type of the latest layout (INT → BIGINT, FLOAT →
+/// DOUBLE, a decimal's precision raised at the same scale); None for other changes.
+fn widen(c: &ArrayRef, to: &DataType) -> Option<ArrayRef> {
+    use arrow_array::{Decimal128Array, Float64Array, Int64Array};
+    Some(match (c.data_type(), to) {
+        (DataType::Int32, DataType::Int64) => Arc::new(Int64Array::from_iter(
+            c.as_primitive::<Int32Type>()
+                .iter()
+                .map(|v| v.map(i64::from)),
+        )),
+        (DataType::Float32, DataType::Float64) => Arc::new(Float64Array::from_iter(
+            c.as_primitive::<Float32Type>()
+                .iter()
+                .map(|v| v.map(f64::from)),
+        )),
+        (DataType::Decimal128(p1, s1), DataType::Decimal128(p2, s2)) if s1 == s2 && p2 >= p1 => {
+            Arc::new(
+                Decimal128Array::from_iter(c.as_primitive::<Decimal128Type>().iter())
+                    .with_precision_and_scale(*p2, *s2)
+                    .ok()?,
+            )
+        }
+        _ => return None,
+    })
+}
+
+/// Rows of `batch` as the columns of `schema` (by name; missing ones null, widened numbers
+/// converted).
 fn project(batch: &RecordBatch, schema: &LakeSchema, path: &str) -> Result<RecordBatch> {
     let n = batch.num_rows();
     let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.arrow.fields().len());
     for f in schema.arrow.fields() {
         match batch.column_by_name(f.name()) {
             Some(c) if c.data_type() == f.data_type() => cols.push(c.clone()),
+            Some(c) if widen(c, f.data_type()).is_some() => {
+                cols.extend(widen(c, f.data_type()));
+            }
             Some(c) => {
                 return Err(Error::Unsupported(format!(
                     "{path}: column {} is {} there and {} in the table's latest layout; \
-                     {{table}}_current follows added columns only",
+                     {{table}}_current follows added and dropped columns and widened numbers \
+                     only",
                     f.name(),
                     c.data_type(),
                     f.data_type()
@@ -885,6 +916,53 @@ mod tests {
             9
         );
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn older_files_are_projected_to_the_latest_layout() {
+        let key = KEY;
+        let value = |ty: &str, extra: &str| {
+            format!(
+                r#"{{"type":"record","name":"V","binlake.table":"app.t","fields":[
+                {{"name":"id","type":"long"}},{{"name":"n","type":["null","{ty}"]}},{extra}
+                {{"name":"__op","type":"string"}},{{"name":"__ts_ms","type":"long"}},
+                {{"name":"__pos","type":"string"}}]}}"#
+            )
+        };
+        let old = LakeSchema::derive(
+            "cdc.app.t",
+            key,
+            &value("int", r#"{"name":"gone","type":["null","string"]},"#),
+        )
+        .expect("old");
+        let new = LakeSchema::derive(
+            "cdc.app.t",
+            key,
+            &value("long", r#"{"name":"added","type":["null","string"]},"#),
+        )
+        .expect("new");
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![1, 2])),
+            Arc::new(Int32Array::from(vec![Some(-5), None])),
+            Arc::new(StringArray::from(vec![Some("x"), Some("y")])),
+        ];
+        cols.extend([
+            Arc::new(StringArray::from(vec!["c", "c"])) as ArrayRef,
+            Arc::new(BooleanArray::from(vec![false, false])),
+            Arc::new(StringArray::from(vec![None::<&str>, None])),
+            Arc::new(Int64Array::from(vec![0, 0])),
+            Arc::new(Int32Array::from(vec![0, 0])),
+            Arc::new(Int64Array::from(vec![0, 1])),
+        ]);
+        let batch = RecordBatch::try_new(old.arrow.clone(), cols).expect("batch");
+        let p = project(&batch, &new, "f").expect("project");
+        assert_eq!(p.schema(), new.arrow);
+        let n = p.column(1).as_primitive::<Int64Type>();
+        assert_eq!((n.value(0), n.is_null(1)), (-5, true));
+        assert_eq!(p.column(2).null_count(), 2, "the added column is null");
+        // A narrowing is refused by name.
+        let e = project(&p, &old, "f").expect_err("long -> int");
+        assert!(e.to_string().contains("column n"), "{e}");
     }
 
     fn job(snapshot: &str, p: i32) -> Job {
