@@ -543,10 +543,34 @@ fn read_upto(storage: &Arc<dyn Storage>, path: &str, len: u64) -> Result<i64> {
 impl Compactor {
     /// Runs jobs until the channel closes or `stop` is set; a failed job is logged and its
     /// snapshot stays incomplete (the next period starts again from the last complete one).
+    /// A job is skipped when a job of a later snapshot for the same partition is queued, so a
+    /// backlog (compactions slower than the period) never grows beyond one job per partition.
     pub fn work(self, jobs: Receiver<Job>, stop: Arc<AtomicBool>) {
-        while let Ok(job) = jobs.recv() {
+        let mut queue = std::collections::VecDeque::new();
+        loop {
+            if queue.is_empty() {
+                match jobs.recv() {
+                    Ok(j) => queue.push_back(j),
+                    Err(_) => break,
+                }
+            }
+            queue.extend(jobs.try_iter());
+            let Some(job) = queue.pop_front() else {
+                continue;
+            };
             if stop.load(Ordering::Relaxed) {
                 break;
+            }
+            if queue.iter().any(|j| {
+                j.topic == job.topic && j.partition == job.partition && j.snapshot > job.snapshot
+            }) {
+                tracing::info!(
+                    topic = %job.topic,
+                    partition = job.partition,
+                    snapshot = %job.snapshot,
+                    "compaction skipped: a later period's is queued"
+                );
+                continue;
             }
             if let Err(e) = self.run(&job) {
                 tracing::error!(
@@ -976,6 +1000,42 @@ mod tests {
             hive_db: "app".into(),
             hive_name: "t".into(),
         }
+    }
+
+    #[test]
+    fn a_queued_later_job_supersedes_an_earlier_one() {
+        let (dir, s) = local("work");
+        put(
+            &s,
+            &cl(0, 0, 0),
+            &layout(true),
+            &[(1, Some("a"), None, false, 0)],
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        for j in [
+            job("20240101T000100Z", 0),
+            job("20240101T000200Z", 0),
+            job("20240101T000100Z", 1),
+        ] {
+            tx.send(j).expect("send");
+        }
+        drop(tx);
+        let c = Compactor {
+            storage: s.clone(),
+            hive: None,
+            keep: 2,
+            compression: SinkCompression::Snappy,
+        };
+        c.work(rx, Arc::new(AtomicBool::new(false)));
+        assert_eq!(
+            snapshot_files(&s),
+            [
+                "snapshot=20240101T000100Z/cdc.app.t+1+-0000000000000000001.parquet",
+                "snapshot=20240101T000200Z/cdc.app.t+0+00000000000000000000.parquet",
+            ],
+            "p0's first job skipped; an empty partition has an empty file"
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     fn snapshot_files(s: &Arc<dyn Storage>) -> Vec<String> {
