@@ -84,6 +84,7 @@ fn registered(hive: &Hive, table: &str) -> Vec<String> {
 /// newest snapshot is chosen inside the query: an older one may be removed meanwhile.
 fn wait_snapshots_equal_source(
     stack: &Stack,
+    hive: &Hive,
     uri: &str,
     seen: &mut BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
@@ -91,6 +92,19 @@ fn wait_snapshots_equal_source(
     let mut pending: BTreeSet<&str> = TABLES.iter().copied().collect();
     let mut matched = BTreeMap::new();
     while !pending.is_empty() {
+        // Spark only once every pending table has a registered snapshot newer than the last.
+        while !pending.iter().all(|t| {
+            registered(hive, t)
+                .last()
+                .is_some_and(|id| seen.get(*t).is_none_or(|s| id > s))
+        }) {
+            assert!(
+                start.elapsed() < Duration::from_secs(300),
+                "no new complete snapshot of {pending:?} after {seen:?}:\n{}",
+                stack.run_logs_tail()
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
         let tables: Vec<&str> = pending.iter().copied().collect();
         let statements: Vec<String> = tables
             .iter()
@@ -127,9 +141,11 @@ fn wait_snapshots_equal_source(
                     .collect(),
             );
             let want = source_state(stack, t);
+            // Either way the next look is at a newer snapshot (this one may predate the
+            // sink's catching up).
+            seen.insert(t.to_string(), id.clone());
             if got == want {
                 pending.remove(t);
-                seen.insert(t.to_string(), id.clone());
                 matched.insert(t.to_string(), id);
             } else {
                 assert!(
@@ -173,8 +189,9 @@ fn the_current_table_equals_the_source_after_each_compaction() {
     workload::workload(&stack, &mut rng, 300, 60);
     // The writer stops; the topics hold the source's state.
     stack.wait_converged(&TABLES, Duration::from_secs(180));
+    let hive = Hive::connect(&metastore.uri()).expect("metastore");
     let mut seen = BTreeMap::new();
-    let first = wait_snapshots_equal_source(&stack, &metastore.uri(), &mut seen);
+    let first = wait_snapshots_equal_source(&stack, &hive, &metastore.uri(), &mut seen);
 
     // More changes, deletes among them.
     stack.db.sql(
@@ -186,7 +203,7 @@ fn the_current_table_equals_the_source_after_each_compaction() {
          INSERT INTO app.all_types (id, vc) VALUES (5, 'back again');",
     );
     stack.wait_converged(&TABLES, Duration::from_secs(180));
-    let second = wait_snapshots_equal_source(&stack, &metastore.uri(), &mut seen);
+    let second = wait_snapshots_equal_source(&stack, &hive, &metastore.uri(), &mut seen);
     for t in TABLES {
         assert!(second[t] > first[t], "{t}: {second:?} after {first:?}");
     }
@@ -208,7 +225,6 @@ fn the_current_table_equals_the_source_after_each_compaction() {
     }
     assert_eq!(sigterm(&mut run), Some(0));
     // At most current_keep complete snapshots, on disk and registered: the same ones.
-    let hive = Hive::connect(&metastore.uri()).expect("metastore");
     let storage = binlake::sink::storage::open(&root).expect("hdfs");
     for t in TABLES {
         let dir = format!("{}_current", t.replace('.', "/"));
