@@ -85,6 +85,12 @@ pub struct SinkConfig {
     /// Partitioning of single tables, by `"db.table"`.
     #[serde(default)]
     pub tables: std::collections::BTreeMap<String, PartitionConfig>,
+    /// Maintain a `{table}_current` snapshot table, compacted this often ("1h"); empty: off.
+    #[serde(default)]
+    pub current_every: String,
+    /// Complete `{table}_current` snapshots kept (the newest ones).
+    #[serde(default = "default_current_keep")]
+    pub current_keep: usize,
 }
 
 impl Default for SinkConfig {
@@ -176,6 +182,9 @@ fn default_rotate_mb() -> u64 {
 }
 fn default_rotate_interval() -> String {
     "15m".into()
+}
+fn default_current_keep() -> usize {
+    3
 }
 fn default_buffer_mb() -> u64 {
     256
@@ -744,6 +753,35 @@ impl Config {
                 ))
             }
         }
+        if !s.current_every.trim().is_empty() {
+            match parse_duration(&s.current_every) {
+                Some(d) if d >= std::time::Duration::from_secs(1) => {}
+                _ => {
+                    return Err(key(
+                        "sink.current_every",
+                        format!(
+                            "`{}` is not a duration of at least 1s, e.g. \"1h\" (leave it out \
+                             to maintain no current-state tables)",
+                            s.current_every
+                        ),
+                    ))
+                }
+            }
+            if s.format != SinkFormat::Parquet {
+                return Err(key(
+                    "sink.current_every",
+                    "current-state tables are compacted from Parquet changelog files: set \
+                     [sink] format = \"parquet\", or remove current_every"
+                        .into(),
+                ));
+            }
+        }
+        if s.current_keep == 0 {
+            return Err(key(
+                "sink.current_keep",
+                "must be at least 1 (the number of snapshots of {table}_current kept)".into(),
+            ));
+        }
         for (k, v) in [
             ("sink.rotate_mb", s.rotate_mb),
             ("sink.buffer_mb", s.buffer_mb),
@@ -828,6 +866,14 @@ impl Config {
     /// The sink's `rotate_interval`, checked by `validate`.
     pub fn rotate_interval(&self) -> std::time::Duration {
         parse_duration(&self.sink.rotate_interval).unwrap_or(std::time::Duration::from_secs(900))
+    }
+
+    /// How often `{table}_current` is compacted; None: never. Checked by `validate`.
+    pub fn current_every(&self) -> Option<std::time::Duration> {
+        if self.sink.current_every.trim().is_empty() {
+            return None;
+        }
+        parse_duration(&self.sink.current_every)
     }
 
     /// The partitioning of one table.
@@ -983,6 +1029,14 @@ mod tests {
             bad("[sink]\nformat = \"avro\"\ncompression = \"zstd\"").contains("sink.compression")
         );
         assert!(bad("[sink.partition]\nby = \"field\"").contains("sink.partition.fields"));
+        assert!(bad("[sink]\ncurrent_every = \"often\"").contains("sink.current_every"));
+        assert!(bad("[sink]\ncurrent_every = \"1h\"\nformat = \"avro\"")
+            .contains("format = \"parquet\""));
+        assert!(bad("[sink]\ncurrent_keep = 0").contains("sink.current_keep"));
+        let c = load("[sink]\ncurrent_every = \"15s\"\ncurrent_keep = 2", &[]).unwrap();
+        assert_eq!(c.current_every(), Some(std::time::Duration::from_secs(15)));
+        assert_eq!(c.sink.current_keep, 2);
+        assert_eq!(load("", &[]).unwrap().current_every(), None);
         assert!(
             bad("[sink.partition]\nby = \"time\"\ntimezone = \"Mars/Base\"").contains("timezone")
         );

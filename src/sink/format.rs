@@ -211,6 +211,12 @@ impl LakeFile {
 
     /// Completes the file at its temporary path, with `last_pos` in its metadata.
     pub fn finish(self, storage: &dyn Storage, last_pos: &str) -> Result<()> {
+        self.finish_with(storage, &[(LAST_POS, last_pos)])
+    }
+
+    /// Completes the file with these key/value pairs in its metadata (Parquet footer, Avro
+    /// header).
+    pub fn finish_with(self, storage: &dyn Storage, meta: &[(&str, &str)]) -> Result<()> {
         match self {
             LakeFile::Parquet {
                 mut writer,
@@ -218,10 +224,9 @@ impl LakeFile {
                 mut sink,
                 mut written,
             } => {
-                writer.append_key_value_metadata(KeyValue::new(
-                    LAST_POS.to_string(),
-                    last_pos.to_string(),
-                ));
+                for (k, v) in meta {
+                    writer.append_key_value_metadata(KeyValue::new(k.to_string(), v.to_string()));
+                }
                 writer.close().map_err(perr("closing Parquet"))?;
                 drain(&out, sink.as_mut(), &mut written)?;
                 sink.finish()
@@ -243,13 +248,13 @@ impl LakeFile {
                     SinkCompression::Deflate => "deflate",
                     _ => "null",
                 };
-                let meta: [(&str, &[u8]); 3] = [
+                let mut all: Vec<(&str, &[u8])> = vec![
                     ("avro.schema", schema.as_bytes()),
                     ("avro.codec", codec_name.as_bytes()),
-                    (LAST_POS, last_pos.as_bytes()),
                 ];
-                wire::long(&mut head, meta.len() as i64);
-                for (k, v) in meta {
+                all.extend(meta.iter().map(|(k, v)| (*k, v.as_bytes())));
+                wire::long(&mut head, all.len() as i64);
+                for (k, v) in all {
                     wire::bytes(&mut head, k.as_bytes());
                     wire::bytes(&mut head, v);
                 }

@@ -18,8 +18,9 @@ use hive_metastore::{
     Database, FieldSchema, Partition, SerDeInfo, StorageDescriptor, Table,
     ThriftHiveMetastoreAddPartitionException, ThriftHiveMetastoreClient,
     ThriftHiveMetastoreClientBuilder, ThriftHiveMetastoreCreateDatabaseException,
-    ThriftHiveMetastoreCreateTableException, ThriftHiveMetastoreDropTableException,
-    ThriftHiveMetastoreGetDatabaseException, ThriftHiveMetastoreGetTableException,
+    ThriftHiveMetastoreCreateTableException, ThriftHiveMetastoreDropPartitionException,
+    ThriftHiveMetastoreDropTableException, ThriftHiveMetastoreGetDatabaseException,
+    ThriftHiveMetastoreGetTableException,
 };
 use tokio::runtime::Runtime;
 use volo_thrift::MaybeException;
@@ -375,6 +376,25 @@ impl Hive {
         match self.rt.block_on(self.client.add_partition(partition)) {
             Ok(MaybeException::Ok(_)) => Ok(()),
             Ok(MaybeException::Exception(ThriftHiveMetastoreAddPartitionException::O2(_))) => {
+                Ok(())
+            }
+            Ok(MaybeException::Exception(e)) => Err(self.failed(&what, format!("{e:?}"))),
+            Err(e) => Err(self.failed(&what, e)),
+        }
+    }
+
+    /// Drops a partition (values in partition-key order) from the metastore, not its files
+    /// (the table is EXTERNAL); no error when it is not registered.
+    pub fn drop_partition(&self, db: &str, table: &str, values: &[String]) -> Result<()> {
+        let what = format!("dropping partition {values:?} of {db}.{table}");
+        match self.rt.block_on(self.client.drop_partition(
+            db.to_string().into(),
+            table.to_string().into(),
+            values.iter().map(|v| v.clone().into()).collect(),
+            false,
+        )) {
+            Ok(MaybeException::Ok(_)) => Ok(()),
+            Ok(MaybeException::Exception(ThriftHiveMetastoreDropPartitionException::O1(_))) => {
                 Ok(())
             }
             Ok(MaybeException::Exception(e)) => Err(self.failed(&what, format!("{e:?}"))),

@@ -11,10 +11,15 @@
 //! a file is in it; memory holds at most `[sink] buffer_mb` of rows (Parquet row groups are
 //! flushed, Avro windows committed, when the budget is reached).
 //!
+//! Current-state tables (`[sink] current_every`): when a period starts, each owned partition's
+//! open window is committed and a compaction job is handed to one worker thread
+//! (`current.rs`), so polling goes on while it runs; the worker reads committed files only.
+//!
 //! Scale-out: sinks in one consumer group share the partitions. When a partition is taken
 //! away, its open window is abandoned (its temporary files are deleted by whoever takes the
 //! partition over); the new owner resumes from the file names, so nothing is lost.
 
+pub mod current;
 pub mod format;
 pub mod hdfs;
 pub mod hive;
@@ -27,7 +32,7 @@ pub mod window;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{Headers, Message};
@@ -175,10 +180,22 @@ impl Schemas {
     }
 }
 
+/// The scheduling side of `{table}_current` (see `current.rs`).
+struct CurrentState {
+    every: Duration,
+    jobs: std::sync::mpsc::Sender<current::Job>,
+    /// The snapshot each owned partition last got a job for.
+    done: HashMap<Tp, String>,
+    /// What a topic's jobs of a period share, read once per period: (period, partition
+    /// count, latest layout).
+    topics: HashMap<String, (String, i32, Arc<LakeSchema>)>,
+}
+
 struct Sink {
     cfg: Config,
     storage: Arc<dyn Storage>,
-    hive: Option<Hive>,
+    hive: Option<Arc<Hive>>,
+    current: Option<CurrentState>,
     schemas: Schemas,
     filter: PositionFilter,
     /// Owned partitions: the next offset expected.
@@ -538,6 +555,109 @@ impl Sink {
         Ok(())
     }
 
+    /// When a period starts: commits each owned partition's open window and hands its
+    /// compaction for the period's snapshot to the worker (once per partition and period).
+    fn schedule_current(&mut self, consumer: &BaseConsumer<SinkContext>) -> Result<()> {
+        let Some(every) = self.current.as_ref().map(|c| c.every) else {
+            return Ok(());
+        };
+        let period = current::snapshot_id(SystemTime::now(), every);
+        let prefix = self.cfg.kafka.topic_prefix.clone();
+        let due: Vec<Tp> = self
+            .owned
+            .keys()
+            .filter(|tp| table_parts(&prefix, &tp.0).is_some())
+            .filter(|tp| {
+                self.current
+                    .as_ref()
+                    .is_some_and(|c| c.done.get(*tp) != Some(&period))
+            })
+            .cloned()
+            .collect();
+        for tp in due {
+            self.commit(&tp)?;
+            let job = self.current_job(consumer, &tp, &period);
+            let Some(cur) = self.current.as_mut() else {
+                return Ok(());
+            };
+            cur.done.insert(tp.clone(), period.clone());
+            match job {
+                Ok(Some(job)) => {
+                    if cur.jobs.send(job).is_err() {
+                        return Err(Error::Unsupported(
+                            "internal: the {table}_current worker stopped".into(),
+                        ));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(
+                    topic = %tp.0,
+                    partition = tp.1,
+                    snapshot = %period,
+                    error = %e,
+                    "no {{table}}_current compaction this period"
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// The compaction job of `tp` for snapshot `period`; None when the topic has no schema.
+    fn current_job(
+        &mut self,
+        consumer: &BaseConsumer<SinkContext>,
+        tp: &Tp,
+        period: &str,
+    ) -> Result<Option<current::Job>> {
+        let topic = tp.0.as_str();
+        let Some(table_dir) = table_dir(&self.cfg.kafka.topic_prefix, topic) else {
+            return Ok(None);
+        };
+        let known = self
+            .current
+            .as_ref()
+            .and_then(|c| c.topics.get(topic))
+            .filter(|(p, ..)| p == period)
+            .map(|(_, n, s)| (*n, s.clone()));
+        let (partitions, schema) = match known {
+            Some(k) => k,
+            None => {
+                let (Some(key_id), Some(value_id)) = (
+                    self.schemas.latest(&format!("{topic}-key"))?,
+                    self.schemas.latest(&format!("{topic}-value"))?,
+                ) else {
+                    return Ok(None);
+                };
+                let key = self.schemas.text(key_id)?.to_string();
+                let value = self.schemas.text(value_id)?.to_string();
+                let schema = Arc::new(LakeSchema::derive(topic, &key, &value)?);
+                let md = consumer
+                    .fetch_metadata(Some(topic), Duration::from_secs(10))
+                    .map_err(Error::kafka(format!("reading the partitions of {topic}")))?;
+                let n = md.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+                if n == 0 {
+                    return Ok(None);
+                }
+                if let Some(cur) = self.current.as_mut() {
+                    cur.topics
+                        .insert(topic.to_string(), (period.to_string(), n, schema.clone()));
+                }
+                (n, schema)
+            }
+        };
+        let (db, name) = schema.table.split_once('.').unwrap_or(("", &schema.table));
+        Ok(Some(current::Job {
+            topic: topic.to_string(),
+            partition: tp.1,
+            partitions,
+            snapshot: period.to_string(),
+            table_dir,
+            hive_db: self.cfg.hive.database.clone().unwrap_or(db.to_string()),
+            hive_name: name.to_string(),
+            schema,
+        }))
+    }
+
     fn commit_all(&mut self) -> Result<()> {
         let all: Vec<Tp> = self.windows.keys().cloned().collect();
         for tp in all {
@@ -551,9 +671,39 @@ impl Sink {
 pub fn run(cfg: Config, stop: Arc<AtomicBool>, rt: tokio::runtime::Handle) -> Result<()> {
     let storage = storage::open(&cfg.sink.root)?;
     let hive = if cfg.hive.enabled {
-        Some(Hive::connect(&cfg.hive.uri)?)
+        Some(Arc::new(Hive::connect(&cfg.hive.uri)?))
     } else {
         None
+    };
+    let mut worker = None;
+    let current = match cfg.current_every() {
+        Some(every) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let compactor = current::Compactor {
+                storage: storage.clone(),
+                hive: hive.clone(),
+                keep: cfg.sink.current_keep,
+                compression: cfg.sink.compression,
+            };
+            let stop = stop.clone();
+            worker = Some(
+                std::thread::Builder::new()
+                    .name("binlake-current".into())
+                    .spawn(move || compactor.work(rx, stop))
+                    .map_err(|e| Error::Io {
+                        context: "starting the {table}_current worker thread".into(),
+                        cause: e,
+                    })?,
+            );
+            tracing::info!(every = ?every, keep = cfg.sink.current_keep, "current-state tables on");
+            Some(CurrentState {
+                every,
+                jobs: tx,
+                done: HashMap::new(),
+                topics: HashMap::new(),
+            })
+        }
+        None => None,
     };
     let prefix = cfg.kafka.topic_prefix.clone();
     let ctx = SinkContext {
@@ -602,6 +752,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, rt: tokio::runtime::Handle) -> Re
         cfg,
         storage,
         hive,
+        current,
         filter: PositionFilter::default(),
         owned: HashMap::new(),
         windows: HashMap::new(),
@@ -622,6 +773,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, rt: tokio::runtime::Handle) -> Re
         if last_check.elapsed() >= Duration::from_millis(500) {
             last_check = Instant::now();
             sink.housekeeping()?;
+            sink.schedule_current(&consumer)?;
             commit_offsets(&consumer, &sink, &mut committed);
         }
     }
@@ -629,6 +781,12 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, rt: tokio::runtime::Handle) -> Re
     sink.commit_all()?;
     commit_offsets(&consumer, &sink, &mut committed);
     let _ = consumer.commit_consumer_state(CommitMode::Sync);
+    // The worker stops after its current job (jobs not started are dropped: the next start
+    // schedules them again).
+    sink.current = None;
+    if let Some(w) = worker {
+        let _ = w.join();
+    }
     Ok(())
 }
 

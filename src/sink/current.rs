@@ -1,0 +1,1183 @@
+//! `{table}_current`: the table as of the last compaction, beside its changelog, kept by the
+//! sink itself (`[sink] current_every`, `current_keep`).
+//!
+//! Owns `{root}/{db}/{table}_current/snapshot={id}/` and its temporary files under
+//! `_tmp/current/`. A snapshot `{id}` (the period start, UTC, `YYYYMMDDTHHMMSSZ`, the same in
+//! every sink of a group) holds one Parquet file per Kafka partition of the topic,
+//! `{topic}+{p}+{upto:020}.parquet`: the last row per key of that partition's offsets
+//! `..=upto`, deleted keys removed, in the table's latest lake layout. It is computed from the
+//! newest complete earlier snapshot's file of `p` (upto X) and every committed changelog file of
+//! `p` that starts after X, in two passes so that memory holds keys, never rows: pass 1 reads
+//! only the key columns, `__kafka_offset` and `__deleted`; pass 2 copies the winning rows.
+//!
+//! Invariants: a snapshot directory never holds two files of one partition (a file reaches
+//! its final name through the claim `_{topic}+{p}.parquet`, and a rename never replaces, so
+//! one writer wins; readers skip `_` names); a snapshot is registered in the metastore only
+//! when it is complete (a file for every partition); the newest `current_keep` complete
+//! snapshots stay registered, and on disk also the one before them (unregistered: a query
+//! planned while it was registered keeps its files for one more period); older complete
+//! snapshots are removed (metastore partition first, then files), incomplete ones only when
+//! older than the newest complete one. A crash leaves temporary files (deleted by
+//! the partition's next job) or a claim (rolled forward by it); the changelog is only read.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Date32Type, Decimal128Type, Float32Type, Float64Type, Int32Type, Int64Type,
+    TimestampMicrosecondType,
+};
+use arrow_array::{new_null_array, Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow_schema::DataType;
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use parquet::file::reader::{ChunkReader, Length};
+
+use crate::config::{SinkCompression, SinkFormat};
+use crate::error::{Error, Result};
+
+use super::format::LakeFile;
+use super::hive::{Hive, HiveColumn, HiveFormat, HiveTable};
+use super::schema::{LakeSchema, Target};
+use super::storage::Storage;
+use super::window::parse_name;
+
+/// Temporary files of compactions.
+pub const TMP: &str = "_tmp/current";
+/// Footer key of a snapshot file: the last offset it covers.
+const UPTO: &str = "binlake.upto";
+const BATCH: usize = 8192;
+
+/// The snapshot id of the period `now` falls in: its start, UTC, `YYYYMMDDTHHMMSSZ`.
+pub fn snapshot_id(now: SystemTime, every: Duration) -> String {
+    let every_ms = every.as_millis().max(1);
+    let ms = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let start = ms - ms % every_ms;
+    let secs = i64::try_from(start / 1000).unwrap_or(i64::MAX);
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .format("%Y%m%dT%H%M%SZ")
+        .to_string()
+}
+
+/// `{topic}+{p}+{upto:020}.parquet`
+pub fn file_name(topic: &str, partition: i32, upto: i64) -> String {
+    format!("{topic}+{partition}+{upto:020}.parquet")
+}
+
+/// (topic, partition, upto) of a snapshot file name.
+pub fn parse_file(name: &str) -> Option<(&str, i32, i64)> {
+    let stem = name.strip_suffix(".parquet")?;
+    let mut parts = stem.rsplitn(3, '+');
+    let upto = parts.next()?.parse().ok()?;
+    let partition = parts.next()?.parse().ok()?;
+    Some((parts.next()?, partition, upto))
+}
+
+fn claim_name(topic: &str, partition: i32) -> String {
+    format!("_{topic}+{partition}.parquet")
+}
+
+/// One partition's compaction for one snapshot.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub topic: String,
+    pub partition: i32,
+    /// Partitions of the topic (a snapshot is complete with a file for each).
+    pub partitions: i32,
+    pub snapshot: String,
+    /// The table's latest lake layout: the snapshot's columns.
+    pub schema: Arc<LakeSchema>,
+    /// `{db}/{table}`: the changelog directory.
+    pub table_dir: String,
+    /// Hive database and table of the changelog (`{name}_current` is registered).
+    pub hive_db: String,
+    pub hive_name: String,
+}
+
+/// What compactions need beside the job.
+pub struct Compactor {
+    pub storage: Arc<dyn Storage>,
+    pub hive: Option<Arc<Hive>>,
+    pub keep: usize,
+    pub compression: SinkCompression,
+}
+
+/// One input file of a merge.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub path: String,
+    pub len: u64,
+}
+
+/// Parquet's view of a file in the lake: ranges read on demand.
+struct StorageFile {
+    storage: Arc<dyn Storage>,
+    path: String,
+    len: u64,
+}
+
+impl Length for StorageFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+struct RangeRead {
+    storage: Arc<dyn Storage>,
+    path: String,
+    pos: u64,
+    end: u64,
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl Read for RangeRead {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.at >= self.buf.len() {
+            if self.pos >= self.end {
+                return Ok(0);
+            }
+            let n = (self.end - self.pos).min(1 << 20);
+            self.buf = self
+                .storage
+                .read_range(&self.path, self.pos, n)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            if self.buf.is_empty() {
+                return Ok(0);
+            }
+            self.pos += self.buf.len() as u64;
+            self.at = 0;
+        }
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+impl ChunkReader for StorageFile {
+    type T = RangeRead;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<RangeRead> {
+        Ok(RangeRead {
+            storage: self.storage.clone(),
+            path: self.path.clone(),
+            pos: start,
+            end: self.len,
+            buf: Vec::new(),
+            at: 0,
+        })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let v = self
+            .storage
+            .read_range(&self.path, start, length as u64)
+            .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))?;
+        if v.len() != length {
+            return Err(parquet::errors::ParquetError::EOF(format!(
+                "{}: {} bytes at {start}, {} read",
+                self.path,
+                length,
+                v.len()
+            )));
+        }
+        Ok(Bytes::from(v))
+    }
+}
+
+fn perr(path: &str) -> impl FnOnce(parquet::errors::ParquetError) -> Error + '_ {
+    move |e| Error::Storage {
+        context: format!("reading {path}"),
+        detail: e.to_string(),
+    }
+}
+
+/// Batches of `input` with only the columns named in `names` that it has (all when None).
+fn read_batches(
+    storage: &Arc<dyn Storage>,
+    input: &Input,
+    names: Option<&[&str]>,
+) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
+    let file = StorageFile {
+        storage: storage.clone(),
+        path: input.path.clone(),
+        len: input.len,
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr(&input.path))?;
+    let builder = match names {
+        Some(names) => {
+            let fields = builder.schema().fields();
+            let roots: Vec<usize> = (0..fields.len())
+                .filter(|&i| names.contains(&fields[i].name().as_str()))
+                .collect();
+            let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+            builder.with_projection(mask)
+        }
+        None => builder,
+    };
+    let reader = builder
+        .with_batch_size(BATCH)
+        .build()
+        .map_err(perr(&input.path))?;
+    let path = input.path.clone();
+    Ok(reader.map(move |b| {
+        b.map_err(|e| Error::Storage {
+            context: format!("reading {path}"),
+            detail: e.to_string(),
+        })
+    }))
+}
+
+/// Appends the bytes of one key cell (type-independent for integers, so a widened key
+/// column still matches).
+fn encode_cell(col: &dyn Array, row: usize, out: &mut Vec<u8>) -> Result<()> {
+    if col.is_null(row) {
+        out.push(0);
+        return Ok(());
+    }
+    out.push(1);
+    let bytes = |out: &mut Vec<u8>, b: &[u8]| {
+        out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+        out.extend_from_slice(b);
+    };
+    match col.data_type() {
+        DataType::Boolean => out.push(col.as_boolean().value(row) as u8),
+        DataType::Int32 => out.extend_from_slice(
+            &i64::from(col.as_primitive::<Int32Type>().value(row)).to_le_bytes(),
+        ),
+        DataType::Int64 => {
+            out.extend_from_slice(&col.as_primitive::<Int64Type>().value(row).to_le_bytes())
+        }
+        DataType::Date32 => out.extend_from_slice(
+            &i64::from(col.as_primitive::<Date32Type>().value(row)).to_le_bytes(),
+        ),
+        DataType::Timestamp(..) => out.extend_from_slice(
+            &col.as_primitive::<TimestampMicrosecondType>()
+                .value(row)
+                .to_le_bytes(),
+        ),
+        DataType::Float32 => out.extend_from_slice(
+            &col.as_primitive::<Float32Type>()
+                .value(row)
+                .to_bits()
+                .to_le_bytes(),
+        ),
+        DataType::Float64 => out.extend_from_slice(
+            &col.as_primitive::<Float64Type>()
+                .value(row)
+                .to_bits()
+                .to_le_bytes(),
+        ),
+        DataType::Decimal128(..) => out.extend_from_slice(
+            &col.as_primitive::<Decimal128Type>()
+                .value(row)
+                .to_le_bytes(),
+        ),
+        DataType::Utf8 => bytes(out, col.as_string::<i32>().value(row).as_bytes()),
+        DataType::Binary => bytes(out, col.as_binary::<i32>().value(row)),
+        other => {
+            return Err(Error::Unsupported(format!(
+                "a key column of type {other} in a lake file"
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// The winning row of a key.
+#[derive(Clone, Copy)]
+struct Winner {
+    offset: i64,
+    deleted: bool,
+    file: u32,
+    row: u32,
+}
+
+/// A column of an older file as the wider type of the latest layout (INT → BIGINT, FLOAT →
+/// DOUBLE, a decimal's precision raised at the same scale); None for other changes.
+fn widen(c: &ArrayRef, to: &DataType) -> Option<ArrayRef> {
+    use arrow_array::{Decimal128Array, Float64Array, Int64Array};
+    Some(match (c.data_type(), to) {
+        (DataType::Int32, DataType::Int64) => Arc::new(Int64Array::from_iter(
+            c.as_primitive::<Int32Type>()
+                .iter()
+                .map(|v| v.map(i64::from)),
+        )),
+        (DataType::Float32, DataType::Float64) => Arc::new(Float64Array::from_iter(
+            c.as_primitive::<Float32Type>()
+                .iter()
+                .map(|v| v.map(f64::from)),
+        )),
+        (DataType::Decimal128(p1, s1), DataType::Decimal128(p2, s2)) if s1 == s2 && p2 >= p1 => {
+            Arc::new(
+                Decimal128Array::from_iter(c.as_primitive::<Decimal128Type>().iter())
+                    .with_precision_and_scale(*p2, *s2)
+                    .ok()?,
+            )
+        }
+        _ => return None,
+    })
+}
+
+/// Rows of `batch` as the columns of `schema` (by name; missing ones null, widened numbers
+/// converted).
+fn project(batch: &RecordBatch, schema: &LakeSchema, path: &str) -> Result<RecordBatch> {
+    let n = batch.num_rows();
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.arrow.fields().len());
+    for f in schema.arrow.fields() {
+        match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => cols.push(c.clone()),
+            Some(c) if widen(c, f.data_type()).is_some() => {
+                cols.extend(widen(c, f.data_type()));
+            }
+            Some(c) => {
+                return Err(Error::Unsupported(format!(
+                    "{path}: column {} is {} there and {} in the table's latest layout; \
+                     {{table}}_current follows added and dropped columns and widened numbers \
+                     only",
+                    f.name(),
+                    c.data_type(),
+                    f.data_type()
+                )))
+            }
+            None => cols.push(new_null_array(f.data_type(), n)),
+        }
+    }
+    RecordBatch::try_new(schema.arrow.clone(), cols).map_err(|e| Error::Storage {
+        context: format!("projecting the rows of {path}"),
+        detail: e.to_string(),
+    })
+}
+
+/// What a merge wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Merged {
+    pub keys: usize,
+    pub rows: usize,
+}
+
+/// Merges `inputs` (in any order) into a new Parquet file at `out` (a temporary path): per
+/// key of `schema`, the row with the highest `__kafka_offset`, unless it is a delete; in
+/// `schema`'s layout. `upto` goes into the footer.
+pub fn merge(
+    storage: &Arc<dyn Storage>,
+    inputs: &[Input],
+    schema: &LakeSchema,
+    compression: SinkCompression,
+    out: &str,
+    upto: i64,
+) -> Result<Merged> {
+    let key_names: Vec<&str> = schema
+        .key_steps
+        .iter()
+        .filter_map(|s| match s.target {
+            Target::Column(i) => schema.columns.get(i).map(|c| c.name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut pass1 = key_names.clone();
+    pass1.extend(["__kafka_offset", "__deleted"]);
+    // Pass 1: keys only.
+    let mut winners: HashMap<Box<[u8]>, Winner> = HashMap::new();
+    let mut key = Vec::new();
+    for (fi, input) in inputs.iter().enumerate() {
+        let mut row_base = 0usize;
+        for batch in read_batches(storage, input, Some(&pass1))? {
+            let batch = batch?;
+            let missing = |name: &str| Error::Storage {
+                context: format!("reading {}", input.path),
+                detail: format!("no column {name}"),
+            };
+            let keys: Vec<&ArrayRef> = key_names
+                .iter()
+                .map(|n| batch.column_by_name(n).ok_or_else(|| missing(n)))
+                .collect::<Result<_>>()?;
+            let offsets = batch
+                .column_by_name("__kafka_offset")
+                .and_then(|c| c.as_primitive_opt::<Int64Type>())
+                .ok_or_else(|| missing("__kafka_offset"))?;
+            let deleted = batch
+                .column_by_name("__deleted")
+                .and_then(|c| c.as_boolean_opt())
+                .ok_or_else(|| missing("__deleted"))?;
+            for row in 0..batch.num_rows() {
+                key.clear();
+                for k in &keys {
+                    encode_cell(k.as_ref(), row, &mut key)?;
+                }
+                let w = Winner {
+                    offset: offsets.value(row),
+                    deleted: deleted.value(row),
+                    file: fi as u32,
+                    row: (row_base + row) as u32,
+                };
+                match winners.get_mut(key.as_slice()) {
+                    Some(old) if old.offset >= w.offset => {}
+                    Some(old) => *old = w,
+                    None => {
+                        winners.insert(key.clone().into_boxed_slice(), w);
+                    }
+                }
+            }
+            row_base += batch.num_rows();
+        }
+    }
+    let keys = winners.len();
+    let mut rows_of: Vec<Vec<u32>> = vec![Vec::new(); inputs.len()];
+    for w in winners.into_values() {
+        if !w.deleted {
+            rows_of[w.file as usize].push(w.row);
+        }
+    }
+    // Pass 2: copy the winning rows, file by file (only the columns the layout has).
+    let names: Vec<&str> = schema
+        .arrow
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    let mut file = LakeFile::create(
+        storage.as_ref(),
+        out,
+        schema,
+        SinkFormat::Parquet,
+        compression,
+    )?;
+    let mut written = 0usize;
+    for (input, rows) in inputs.iter().zip(rows_of.iter_mut()) {
+        if rows.is_empty() {
+            continue;
+        }
+        rows.sort_unstable();
+        let mut next = 0usize;
+        let mut row_base = 0usize;
+        for batch in read_batches(storage, input, Some(&names))? {
+            let batch = batch?;
+            let n = batch.num_rows();
+            let mut mask = vec![false; n];
+            while next < rows.len() && (rows[next] as usize) < row_base + n {
+                mask[rows[next] as usize - row_base] = true;
+                next += 1;
+            }
+            row_base += n;
+            let keep = mask.iter().filter(|&&m| m).count();
+            if keep == 0 {
+                continue;
+            }
+            let kept = arrow_select::filter::filter_record_batch(&batch, &BooleanArray::from(mask))
+                .map_err(|e| Error::Storage {
+                    context: format!("filtering the rows of {}", input.path),
+                    detail: e.to_string(),
+                })?;
+            file.write(&project(&kept, schema, &input.path)?)?;
+            written += keep;
+        }
+    }
+    file.finish_with(storage.as_ref(), &[(UPTO, &upto.to_string())])?;
+    Ok(Merged {
+        keys,
+        rows: written,
+    })
+}
+
+/// A snapshot file: (path, length, upto).
+type SnapFile = (String, u64, i64);
+/// A snapshot directory: (id, its files of one topic by partition).
+type Snapshot = (String, HashMap<i32, SnapFile>);
+
+/// Snapshot directories of `cur_dir`, oldest first.
+fn snapshots(storage: &dyn Storage, cur_dir: &str, topic: &str) -> Result<Vec<Snapshot>> {
+    let mut out = Vec::new();
+    for d in storage.list_dirs(cur_dir)? {
+        let Some(id) = d.strip_prefix("snapshot=") else {
+            continue;
+        };
+        let mut files = HashMap::new();
+        for e in storage.list(&format!("{cur_dir}/{d}"))? {
+            let name = e.path.rsplit('/').next().unwrap_or_default();
+            if let Some((t, p, upto)) = parse_file(name) {
+                if t == topic {
+                    files.insert(p, (e.path.clone(), e.len, upto));
+                }
+            }
+        }
+        out.push((id.to_string(), files));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+fn complete(files: &HashMap<i32, SnapFile>, partitions: i32) -> bool {
+    (0..partitions).all(|p| files.contains_key(&p))
+}
+
+/// Reads `binlake.upto` from a snapshot file's footer.
+fn read_upto(storage: &Arc<dyn Storage>, path: &str, len: u64) -> Result<i64> {
+    let file = StorageFile {
+        storage: storage.clone(),
+        path: path.to_string(),
+        len,
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr(path))?;
+    builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|k| k.key == UPTO))
+        .and_then(|k| k.value.as_deref())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| Error::Storage {
+            context: format!("reading {path}"),
+            detail: format!("no {UPTO} in its footer"),
+        })
+}
+
+impl Compactor {
+    /// Runs jobs until the channel closes or `stop` is set; a failed job is logged and its
+    /// snapshot stays incomplete (the next period starts again from the last complete one).
+    /// A job is skipped when a job of a later snapshot for the same partition is queued, so a
+    /// backlog (compactions slower than the period) never grows beyond one job per partition.
+    pub fn work(self, jobs: Receiver<Job>, stop: Arc<AtomicBool>) {
+        let mut queue = std::collections::VecDeque::new();
+        loop {
+            if queue.is_empty() {
+                match jobs.recv() {
+                    Ok(j) => queue.push_back(j),
+                    Err(_) => break,
+                }
+            }
+            queue.extend(jobs.try_iter());
+            let Some(job) = queue.pop_front() else {
+                continue;
+            };
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if queue.iter().any(|j| {
+                j.topic == job.topic && j.partition == job.partition && j.snapshot > job.snapshot
+            }) {
+                tracing::info!(
+                    topic = %job.topic,
+                    partition = job.partition,
+                    snapshot = %job.snapshot,
+                    "compaction skipped: a later period's is queued"
+                );
+                continue;
+            }
+            if let Err(e) = self.run(&job) {
+                tracing::error!(
+                    topic = %job.topic,
+                    partition = job.partition,
+                    snapshot = %job.snapshot,
+                    error = %e,
+                    "compacting {}_current failed; the snapshot stays incomplete",
+                    job.hive_name
+                );
+            }
+        }
+    }
+
+    /// Writes the job's file unless it exists, then registers the snapshot and removes old
+    /// ones if it is complete.
+    pub fn run(&self, job: &Job) -> Result<()> {
+        let storage = &self.storage;
+        let cur_dir = format!("{}_current", job.table_dir);
+        let snap_dir = format!("{cur_dir}/snapshot={}", job.snapshot);
+        let prefix = format!("{}+{}+", job.topic, job.partition);
+        for e in storage.list(TMP)? {
+            let name = e.path.rsplit('/').next().unwrap_or_default();
+            if name.starts_with(&prefix) {
+                tracing::info!(path = %e.path, "removing an unfinished compaction");
+                storage.delete(&e.path)?;
+            }
+        }
+        let snaps = snapshots(storage.as_ref(), &cur_dir, &job.topic)?;
+        let mine = snaps.iter().find(|(id, _)| *id == job.snapshot);
+        let claim = format!("{snap_dir}/{}", claim_name(&job.topic, job.partition));
+        if mine.is_none_or(|(_, files)| !files.contains_key(&job.partition)) {
+            if !storage.exists(&claim)? {
+                self.compact(job, &snaps, &claim)?;
+            }
+            self.roll_forward(job, &snap_dir, &claim)?;
+        }
+        self.publish(job, &cur_dir)
+    }
+
+    /// Merges into a temporary file and claims the partition's place in the snapshot.
+    fn compact(&self, job: &Job, snaps: &[Snapshot], claim: &str) -> Result<()> {
+        let storage = &self.storage;
+        let base = snaps
+            .iter()
+            .rev()
+            .filter(|(id, _)| *id < job.snapshot)
+            .find(|(_, files)| complete(files, job.partitions))
+            .and_then(|(_, files)| files.get(&job.partition));
+        let x = base.map_or(-1, |(_, _, upto)| *upto);
+        let mut inputs: Vec<Input> = base
+            .map(|(path, len, _)| Input {
+                path: path.clone(),
+                len: *len,
+            })
+            .into_iter()
+            .collect();
+        let mut upto = x;
+        for e in storage.list(&job.table_dir)? {
+            let name = e.path.rsplit('/').next().unwrap_or_default();
+            if !name.ends_with(".parquet") {
+                continue;
+            }
+            if let Some((t, p, start, end)) = parse_name(name) {
+                if t == job.topic && p == job.partition && start > x {
+                    upto = upto.max(end);
+                    inputs.push(Input {
+                        path: e.path.clone(),
+                        len: e.len,
+                    });
+                }
+            }
+        }
+        let tmp = format!(
+            "{TMP}/{}+{}+{}.parquet.tmp",
+            job.topic, job.partition, job.snapshot
+        );
+        let merged = merge(storage, &inputs, &job.schema, self.compression, &tmp, upto)?;
+        match storage.rename(&tmp, claim) {
+            Ok(()) => {
+                tracing::info!(
+                    topic = %job.topic,
+                    partition = job.partition,
+                    snapshot = %job.snapshot,
+                    inputs = inputs.len(),
+                    from = x,
+                    upto,
+                    keys = merged.keys,
+                    rows = merged.rows,
+                    "compacted"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                storage.delete(&tmp)?;
+                if storage.exists(claim)? {
+                    Ok(()) // another owner claimed it first
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Moves a claimed file to its final name (also a claim a crash left).
+    fn roll_forward(&self, job: &Job, snap_dir: &str, claim: &str) -> Result<()> {
+        let storage = &self.storage;
+        let Some(entry) = storage
+            .list(snap_dir)?
+            .into_iter()
+            .find(|e| e.path == claim)
+        else {
+            return Ok(()); // moved meanwhile by another owner
+        };
+        let upto = read_upto(storage, claim, entry.len)?;
+        let dest = format!("{snap_dir}/{}", file_name(&job.topic, job.partition, upto));
+        if let Err(e) = storage.rename(claim, &dest) {
+            if !storage.exists(&dest)? {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// If the snapshot is complete: registers it, removes what `current_keep` no longer keeps.
+    fn publish(&self, job: &Job, cur_dir: &str) -> Result<()> {
+        let storage = &self.storage;
+        let snaps = snapshots(storage.as_ref(), cur_dir, &job.topic)?;
+        let is_complete = |id: &str| {
+            snaps
+                .iter()
+                .any(|(i, files)| i == id && complete(files, job.partitions))
+        };
+        if !is_complete(&job.snapshot) {
+            return Ok(());
+        }
+        let name = format!("{}_current", job.hive_name);
+        if let Some(hive) = &self.hive {
+            hive.ensure_table(&HiveTable {
+                db: job.hive_db.clone(),
+                name: name.clone(),
+                location: format!("{}/{cur_dir}", storage.root_url()),
+                columns: job.schema.hive_columns(SinkFormat::Parquet),
+                partition_keys: vec![HiveColumn {
+                    name: "snapshot".into(),
+                    ty: "string".into(),
+                    comment: "compaction period start, UTC".into(),
+                }],
+                format: HiveFormat::Parquet,
+            })?;
+            hive.add_partition(
+                &job.hive_db,
+                &name,
+                std::slice::from_ref(&job.snapshot),
+                &format!("{}/{cur_dir}/snapshot={}", storage.root_url(), job.snapshot),
+            )?;
+        }
+        tracing::info!(table = %name, snapshot = %job.snapshot, "snapshot complete");
+        let complete_ids: Vec<&str> = snaps
+            .iter()
+            .filter(|(_, files)| complete(files, job.partitions))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let newest = complete_ids.last().copied().unwrap_or_default();
+        let n = complete_ids.len();
+        // Registered: the newest `keep`; on disk also the one before them (unregistered), so a
+        // query planned while it was registered still reads it for one more period.
+        let registered = &complete_ids[n.saturating_sub(self.keep)..];
+        let on_disk = &complete_ids[n.saturating_sub(self.keep + 1)..];
+        for (id, _) in &snaps {
+            let id = id.as_str();
+            let complete = complete_ids.contains(&id);
+            if complete && !registered.contains(&id) {
+                if let Some(hive) = &self.hive {
+                    hive.drop_partition(&job.hive_db, &name, &[id.to_string()])?;
+                }
+            }
+            let delete = if complete {
+                !on_disk.contains(&id)
+            } else {
+                id < newest
+            };
+            if delete {
+                storage.delete(&format!("{cur_dir}/snapshot={id}"))?;
+                tracing::info!(table = %name, snapshot = %id, "old snapshot removed");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::storage::LocalStorage;
+    use arrow_array::{BooleanArray, Int32Array, Int64Array, StringArray};
+
+    const KEY: &str = r#"{"type":"record","name":"K","fields":[{"name":"id","type":"long"}]}"#;
+
+    /// The table's layout: `id`, `v`, and `w` when `added` (an ADD COLUMN).
+    fn layout(added: bool) -> LakeSchema {
+        let w = if added {
+            r#"{"name":"w","type":["null","int"],"default":null},"#
+        } else {
+            ""
+        };
+        let value = format!(
+            r#"{{"type":"record","name":"V","binlake.table":"app.t","fields":[
+            {{"name":"id","type":"long"}},{{"name":"v","type":["null","string"],"default":null}},{w}
+            {{"name":"__op","type":"string"}},{{"name":"__ts_ms","type":"long"}},
+            {{"name":"__pos","type":"string"}}]}}"#
+        );
+        LakeSchema::derive("cdc.app.t", KEY, &value).expect("layout")
+    }
+
+    /// (id, v, w, deleted, offset)
+    type Row<'a> = (i64, Option<&'a str>, Option<i32>, bool, i64);
+
+    /// Writes `rows` with the sink's own writer at `path`.
+    fn put(storage: &Arc<dyn Storage>, path: &str, schema: &LakeSchema, rows: &[Row<'_>]) {
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(StringArray::from_iter(rows.iter().map(|r| r.1))),
+        ];
+        if schema.columns.len() == 3 {
+            cols.push(Arc::new(Int32Array::from_iter(rows.iter().map(|r| r.2))));
+        }
+        cols.extend([
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| {
+                if r.3 {
+                    "d"
+                } else {
+                    "u"
+                }
+            }))) as ArrayRef,
+            Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.3)))),
+            Arc::new(StringArray::from_iter(rows.iter().map(|_| None::<&str>))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.4 * 10))),
+            Arc::new(Int32Array::from_iter_values(rows.iter().map(|_| 0))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.4))),
+        ]);
+        let batch = RecordBatch::try_new(schema.arrow.clone(), cols).expect("batch");
+        let mut f = LakeFile::create(
+            storage.as_ref(),
+            path,
+            schema,
+            SinkFormat::Parquet,
+            SinkCompression::Snappy,
+        )
+        .expect("create");
+        f.write(&batch).expect("write");
+        f.finish(storage.as_ref(), "").expect("finish");
+    }
+
+    /// (id, v, w, offset) of a snapshot file, sorted by id.
+    fn rows_of(
+        storage: &Arc<dyn Storage>,
+        path: &str,
+    ) -> Vec<(i64, Option<String>, Option<i32>, i64)> {
+        let len = len_of(storage, path);
+        let input = Input {
+            path: path.into(),
+            len,
+        };
+        let mut out = Vec::new();
+        for b in read_batches(storage, &input, None).expect("read") {
+            let b = b.expect("batch");
+            assert_eq!(b.schema(), layout(true).arrow, "the latest layout");
+            let id = b.column(0).as_primitive::<Int64Type>();
+            let v = b.column(1).as_string::<i32>();
+            let w = b.column(2).as_primitive::<Int32Type>();
+            let off = b.column_by_name("__kafka_offset").expect("offset");
+            let off = off.as_primitive::<Int64Type>();
+            let del = b.column_by_name("__deleted").expect("deleted");
+            for r in 0..b.num_rows() {
+                assert!(!del.as_boolean().value(r), "no delete row in a snapshot");
+                out.push((
+                    id.value(r),
+                    (!v.is_null(r)).then(|| v.value(r).to_string()),
+                    (!w.is_null(r)).then(|| w.value(r)),
+                    off.value(r),
+                ));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn len_of(storage: &Arc<dyn Storage>, path: &str) -> u64 {
+        let parent = path.rsplit_once('/').map_or("", |(d, _)| d);
+        storage
+            .list(parent)
+            .expect("list")
+            .into_iter()
+            .find(|e| e.path == path)
+            .map(|e| e.len)
+            .expect("the file exists")
+    }
+
+    fn local(name: &str) -> (std::path::PathBuf, Arc<dyn Storage>) {
+        let dir =
+            std::env::temp_dir().join(format!("binlake-current-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let s = LocalStorage::new(dir.to_str().expect("utf-8")).expect("root");
+        (dir, Arc::new(s))
+    }
+
+    fn cl(p: i32, start: i64, end: i64) -> String {
+        format!(
+            "app/t/partition={p}/{}",
+            super::super::window::file_name("cdc.app.t", p, start, end, "parquet")
+        )
+    }
+
+    #[test]
+    fn merge_keeps_the_last_row_per_key_without_deletes_in_the_latest_layout() {
+        let (dir, s) = local("merge");
+        let (old, new) = (layout(false), layout(true));
+        // An older layout's file (no `w`), then one after ADD COLUMN w.
+        put(
+            &s,
+            &cl(0, 0, 4),
+            &old,
+            &[
+                (1, Some("a"), None, false, 0),
+                (2, Some("b"), None, false, 1),
+                (3, Some("c"), None, false, 2),
+                (1, Some("a2"), None, false, 3),
+                (4, Some("d"), None, false, 4),
+            ],
+        );
+        put(
+            &s,
+            &cl(0, 5, 9),
+            &new,
+            &[
+                (2, None, None, true, 5),
+                (3, Some("c2"), Some(7), false, 6),
+                (5, Some("e"), Some(1), false, 7),
+                (4, None, None, true, 8),
+                (4, Some("d2"), None, false, 9),
+            ],
+        );
+        let inputs: Vec<Input> = s
+            .list("app/t")
+            .expect("list")
+            .into_iter()
+            .rev() // the order of the inputs does not matter
+            .map(|e| Input {
+                path: e.path,
+                len: e.len,
+            })
+            .collect();
+        let m = merge(&s, &inputs, &new, SinkCompression::Snappy, "out.parquet", 9).expect("merge");
+        assert_eq!(m, Merged { keys: 5, rows: 4 });
+        assert_eq!(
+            rows_of(&s, "out.parquet"),
+            [
+                (1, Some("a2".into()), None, 3),
+                (3, Some("c2".into()), Some(7), 6),
+                (4, Some("d2".into()), None, 9),
+                (5, Some("e".into()), Some(1), 7),
+            ]
+        );
+        assert_eq!(
+            read_upto(&s, "out.parquet", len_of(&s, "out.parquet")).expect("upto"),
+            9
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn older_files_are_projected_to_the_latest_layout() {
+        let key = KEY;
+        let value = |ty: &str, extra: &str| {
+            format!(
+                r#"{{"type":"record","name":"V","binlake.table":"app.t","fields":[
+                {{"name":"id","type":"long"}},{{"name":"n","type":["null","{ty}"]}},{extra}
+                {{"name":"__op","type":"string"}},{{"name":"__ts_ms","type":"long"}},
+                {{"name":"__pos","type":"string"}}]}}"#
+            )
+        };
+        let old = LakeSchema::derive(
+            "cdc.app.t",
+            key,
+            &value("int", r#"{"name":"gone","type":["null","string"]},"#),
+        )
+        .expect("old");
+        let new = LakeSchema::derive(
+            "cdc.app.t",
+            key,
+            &value("long", r#"{"name":"added","type":["null","string"]},"#),
+        )
+        .expect("new");
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![1, 2])),
+            Arc::new(Int32Array::from(vec![Some(-5), None])),
+            Arc::new(StringArray::from(vec![Some("x"), Some("y")])),
+        ];
+        cols.extend([
+            Arc::new(StringArray::from(vec!["c", "c"])) as ArrayRef,
+            Arc::new(BooleanArray::from(vec![false, false])),
+            Arc::new(StringArray::from(vec![None::<&str>, None])),
+            Arc::new(Int64Array::from(vec![0, 0])),
+            Arc::new(Int32Array::from(vec![0, 0])),
+            Arc::new(Int64Array::from(vec![0, 1])),
+        ]);
+        let batch = RecordBatch::try_new(old.arrow.clone(), cols).expect("batch");
+        let p = project(&batch, &new, "f").expect("project");
+        assert_eq!(p.schema(), new.arrow);
+        let n = p.column(1).as_primitive::<Int64Type>();
+        assert_eq!((n.value(0), n.is_null(1)), (-5, true));
+        assert_eq!(p.column(2).null_count(), 2, "the added column is null");
+        // A narrowing is refused by name.
+        let e = project(&p, &old, "f").expect_err("long -> int");
+        assert!(e.to_string().contains("column n"), "{e}");
+    }
+
+    fn job(snapshot: &str, p: i32) -> Job {
+        Job {
+            topic: "cdc.app.t".into(),
+            partition: p,
+            partitions: 2,
+            snapshot: snapshot.into(),
+            schema: Arc::new(layout(true)),
+            table_dir: "app/t".into(),
+            hive_db: "app".into(),
+            hive_name: "t".into(),
+        }
+    }
+
+    #[test]
+    fn a_queued_later_job_supersedes_an_earlier_one() {
+        let (dir, s) = local("work");
+        put(
+            &s,
+            &cl(0, 0, 0),
+            &layout(true),
+            &[(1, Some("a"), None, false, 0)],
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        for j in [
+            job("20240101T000100Z", 0),
+            job("20240101T000200Z", 0),
+            job("20240101T000100Z", 1),
+        ] {
+            tx.send(j).expect("send");
+        }
+        drop(tx);
+        let c = Compactor {
+            storage: s.clone(),
+            hive: None,
+            keep: 2,
+            compression: SinkCompression::Snappy,
+        };
+        c.work(rx, Arc::new(AtomicBool::new(false)));
+        assert_eq!(
+            snapshot_files(&s),
+            [
+                "snapshot=20240101T000100Z/cdc.app.t+1+-0000000000000000001.parquet",
+                "snapshot=20240101T000200Z/cdc.app.t+0+00000000000000000000.parquet",
+            ],
+            "p0's first job skipped; an empty partition has an empty file"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn snapshot_files(s: &Arc<dyn Storage>) -> Vec<String> {
+        s.list("app/t_current")
+            .expect("list")
+            .into_iter()
+            .map(|e| e.path.trim_start_matches("app/t_current/").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn snapshots_build_on_the_last_complete_one_and_only_the_newest_are_kept() {
+        let (dir, s) = local("run");
+        let c = Compactor {
+            storage: s.clone(),
+            hive: None,
+            keep: 2,
+            compression: SinkCompression::Snappy,
+        };
+        let new = layout(true);
+        put(
+            &s,
+            &cl(0, 0, 2),
+            &new,
+            &[
+                (1, Some("a"), None, false, 0),
+                (2, Some("b"), None, false, 1),
+                (1, Some("a2"), None, false, 2),
+            ],
+        );
+        put(&s, &cl(1, 0, 0), &new, &[(10, Some("x"), None, false, 0)]);
+        // An abandoned snapshot older than every complete one.
+        put(
+            &s,
+            "app/t_current/snapshot=20240101T000000Z/cdc.app.t+1+00000000000000000000.parquet",
+            &new,
+            &[],
+        );
+        let s1 = "20240101T000100Z";
+        c.run(&job(s1, 0)).expect("p0");
+        let f0 = format!("snapshot={s1}/cdc.app.t+0+00000000000000000002.parquet");
+        assert!(snapshot_files(&s).contains(&f0), "{:?}", snapshot_files(&s));
+        c.run(&job(s1, 1)).expect("p1");
+        let f1 = format!("snapshot={s1}/cdc.app.t+1+00000000000000000000.parquet");
+        assert_eq!(
+            snapshot_files(&s),
+            [f0.clone(), f1.clone()],
+            "complete: the abandoned older snapshot is gone"
+        );
+
+        // New changes of p0 only; a crashed compaction's temporary file.
+        put(
+            &s,
+            &cl(0, 3, 5),
+            &new,
+            &[
+                (2, None, None, true, 3),
+                (3, Some("c"), None, false, 4),
+                (1, Some("a3"), Some(1), false, 5),
+            ],
+        );
+        put(
+            &s,
+            &format!("{TMP}/cdc.app.t+0+20240101T000100Z.parquet.tmp"),
+            &new,
+            &[],
+        );
+        let s2 = "20240101T000200Z";
+        c.run(&job(s2, 0)).expect("p0");
+        c.run(&job(s2, 1)).expect("p1");
+        assert!(
+            s.list(TMP).expect("tmp").is_empty(),
+            "temporary files removed"
+        );
+        let g0 = format!("app/t_current/snapshot={s2}/cdc.app.t+0+00000000000000000005.parquet");
+        assert_eq!(
+            rows_of(&s, &g0),
+            [
+                (1, Some("a3".into()), Some(1), 5),
+                (3, Some("c".into()), None, 4)
+            ]
+        );
+        // No new file for p1: its upto and rows stay.
+        let g1 = format!("app/t_current/snapshot={s2}/cdc.app.t+1+00000000000000000000.parquet");
+        assert_eq!(rows_of(&s, &g1), [(10, Some("x".into()), None, 0)]);
+
+        // A job that runs again does not redo its file (a redo would lose the rows of the
+        // changelog file removed here).
+        let files = snapshot_files(&s);
+        std::fs::remove_file(dir.join(cl(0, 3, 5))).expect("an input is gone");
+        c.run(&job(s2, 0)).expect("again");
+        assert_eq!(snapshot_files(&s), files);
+        assert_eq!(rows_of(&s, &g0).len(), 2);
+        let before = len_of(&s, &g0);
+
+        // A claim a crash left is rolled forward under its upto.
+        let s3 = "20240101T000300Z";
+        let merged = merge(
+            &s,
+            &[Input {
+                path: g0.clone(),
+                len: before,
+            }],
+            &new,
+            SinkCompression::Snappy,
+            "claim.tmp",
+            5,
+        )
+        .expect("merge");
+        assert_eq!(merged.rows, 2);
+        s.rename(
+            "claim.tmp",
+            &format!("app/t_current/snapshot={s3}/_cdc.app.t+0.parquet"),
+        )
+        .expect("claim");
+        c.run(&job(s3, 0)).expect("p0");
+        c.run(&job(s3, 1)).expect("p1");
+        let h0 = format!("snapshot={s3}/cdc.app.t+0+00000000000000000005.parquet");
+        assert!(snapshot_files(&s).contains(&h0), "{:?}", snapshot_files(&s));
+
+        // current_keep = 2: s2 and s3 registered, s1 still on disk for running queries.
+        let dirs = |s: &Arc<dyn Storage>| s.list_dirs("app/t_current").expect("dirs");
+        assert_eq!(dirs(&s), [s1, s2, s3].map(|id| format!("snapshot={id}")));
+        let s4 = "20240101T000400Z";
+        c.run(&job(s4, 0)).expect("p0");
+        assert_eq!(dirs(&s).len(), 4, "s4 is not complete yet");
+        c.run(&job(s4, 1)).expect("p1");
+        assert_eq!(dirs(&s), [s2, s3, s4].map(|id| format!("snapshot={id}")));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn snapshot_ids_are_period_starts_in_utc() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000 + 59);
+        assert_eq!(
+            snapshot_id(t, Duration::from_secs(3600)),
+            "20231114T220000Z"
+        );
+        assert_eq!(snapshot_id(t, Duration::from_secs(15)), "20231114T221415Z");
+        let n = file_name("cdc.a.t+x", 2, 17);
+        assert_eq!(n, "cdc.a.t+x+2+00000000000000000017.parquet");
+        assert_eq!(parse_file(&n), Some(("cdc.a.t+x", 2, 17)));
+        assert_eq!(parse_file(&claim_name("cdc.a.t", 2)).map(|p| p.1), None);
+    }
+}
