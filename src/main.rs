@@ -136,10 +136,11 @@ enum Cmd {
     /// then swapped in with one RENAME) or as a Parquet snapshot directory. Exit 0 when done,
     /// 1 when --verify found a difference, 2 on an error.
     ///
-    /// Examples:
-    ///   binlake rebuild --config binlake.toml --table shop.orders --into mysql://root@127.0.0.1:3306/restore --create --verify
-    ///   binlake rebuild --config binlake.toml --table shop.orders --into mysql://app@10.0.0.5/shop --follow
-    ///   binlake rebuild --config binlake.toml --topic binlake.shop.orders --into hdfs://nn:8020/snapshots/orders
+    /// Example: binlake rebuild --config binlake.toml --table shop.orders --into mysql://root@127.0.0.1:3306/restore --create --verify
+    ///
+    /// Example: binlake rebuild --config binlake.toml --table shop.orders --into mysql://app@10.0.0.5/shop --follow
+    ///
+    /// Example: binlake rebuild --config binlake.toml --topic binlake.shop.orders --into hdfs://nn:8020/snapshots/orders
     Rebuild {
         #[arg(long, env = "BINLAKE_CONFIG")]
         config: PathBuf,
