@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use binlake::sink::hive::Hive;
-use support::hadoop::{spark_sql, Hdfs, Metastore};
+use support::hadoop::{spark_canonical, spark_sql, Hdfs, Metastore};
 use support::stack::Stack;
 use support::workload::{self, sigterm, Rng, TABLES};
 
@@ -25,22 +25,6 @@ fn columns(table: &str) -> &'static [&'static str] {
         "app.composite" => &["tenant", "id", "v"],
         _ => &["a", "b"],
     }
-}
-
-/// Spark's rendering → the source's canonical text (see Stack::source_table).
-fn canonical(v: &serde_json::Value) -> serde_json::Value {
-    let Some(s) = v.as_str() else {
-        return v.clone();
-    };
-    if s.len() >= 19 && s.as_bytes().get(10) == Some(&b'T') {
-        let t = s.replacen('T', " ", 1);
-        return if t.contains('.') {
-            serde_json::json!(t)
-        } else {
-            serde_json::json!(format!("{t}.000000"))
-        };
-    }
-    v.clone()
 }
 
 fn sorted(mut rows: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
@@ -134,7 +118,7 @@ fn wait_snapshots_equal_source(
                         serde_json::Value::Object(
                             columns(t)
                                 .iter()
-                                .map(|c| (c.to_string(), canonical(&r[*c])))
+                                .map(|c| (c.to_string(), spark_canonical(&r[*c])))
                                 .collect(),
                         )
                     })
@@ -217,7 +201,14 @@ fn the_current_table_equals_the_source_after_each_compaction() {
     );
     let rows = ids[0].as_array().expect("rows");
     let ids: Vec<&str> = rows.iter().filter_map(|r| r["id"].as_str()).collect();
-    assert_eq!(ids, ["5"]);
+    assert_eq!(
+        ids,
+        ["5"],
+        "rows {rows:?}; snapshots {:?}; sink logs:\n{}\n{}",
+        spark_sql(&metastore.uri(), &["SHOW PARTITIONS app.all_types_current"]),
+        stack.sink_log(0),
+        stack.sink_log(1)
+    );
     assert!(rows[0]["snapshot"].as_str() >= Some(second["app.all_types"].as_str()));
 
     for (n, sink) in sinks.iter_mut().enumerate() {

@@ -8,25 +8,9 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use support::hadoop::{spark_sql, Hdfs, Metastore};
+use support::hadoop::{spark_canonical, spark_sql, Hdfs, Metastore};
 use support::stack::Stack;
 use support::workload::sigterm;
-
-/// Spark's rendering → the source's canonical text (see Stack::source_table).
-fn canonical(v: &serde_json::Value) -> serde_json::Value {
-    let Some(s) = v.as_str() else {
-        return v.clone();
-    };
-    if s.len() >= 19 && s.as_bytes().get(10) == Some(&b'T') {
-        let t = s.replacen('T', " ", 1);
-        return if t.contains('.') {
-            serde_json::json!(t)
-        } else {
-            serde_json::json!(format!("{t}.000000"))
-        };
-    }
-    v.clone()
-}
 
 /// The table as Spark sees it through the metastore: the last row per key in Kafka order,
 /// deleted keys removed, `columns` only.
@@ -45,7 +29,7 @@ fn spark_state(uri: &str, table: &str, key: &str, columns: &[&str]) -> Vec<serde
         } else {
             let row: serde_json::Map<String, serde_json::Value> = columns
                 .iter()
-                .map(|c| (c.to_string(), canonical(&r[*c])))
+                .map(|c| (c.to_string(), spark_canonical(&r[*c])))
                 .collect();
             state.insert(k, serde_json::Value::Object(row));
         }

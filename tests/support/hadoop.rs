@@ -192,3 +192,19 @@ pub fn spark_sql(metastore_uri: &str, statements: &[&str]) -> serde_json::Value 
         )
     })
 }
+
+/// Spark's rendering → the source's canonical text (see Stack::source_table).
+pub fn spark_canonical(v: &serde_json::Value) -> serde_json::Value {
+    let Some(s) = v.as_str() else {
+        return v.clone();
+    };
+    if s.len() >= 19 && s.as_bytes().get(10) == Some(&b'T') {
+        let t = s.replacen('T', " ", 1);
+        return if t.contains('.') {
+            serde_json::json!(t)
+        } else {
+            serde_json::json!(format!("{t}.000000"))
+        };
+    }
+    v.clone()
+}
