@@ -402,7 +402,8 @@ impl Writer {
         for c in added {
             let sql = c.sql.clone().ok_or_else(|| {
                 Error::Unsupported(format!(
-                    "column `{}` was added at the source, but its schema does not say its MySQL                      type; add it to {} yourself and run rebuild again",
+                    "column `{}` was added at the source, but its schema does not say its MySQL \
+                     type; add it to {} yourself and run rebuild again",
                     c.name, self.table
                 ))
             })?;
@@ -418,27 +419,22 @@ impl Writer {
         }
         self.maps.clear();
         let cols: Vec<String> = self.def.columns.iter().map(|c| ident(&c.name)).collect();
-        for s in &self.senders {
-            let (tx, rx) = oneshot::channel();
-            if s.blocking_send(Job::Columns(cols.clone(), tx)).is_err() {
-                return Err(self.failure());
-            }
-            if rx.blocking_recv().is_err() {
-                return Err(self.failure());
-            }
-        }
-        Ok(())
+        self.broadcast(|ack| Job::Columns(cols.clone(), ack))
     }
 
     /// Applies everything queued and waits until every connection is done with it.
     pub fn sync(&mut self) -> Result<()> {
-        for w in 0..self.pending.len() {
-            self.flush(w)?;
-        }
+        self.flush_all()?;
+        self.broadcast(Job::Sync)
+    }
+
+    /// Sends a job to every connection, then waits until each has acknowledged it (and so
+    /// everything queued before it).
+    fn broadcast(&mut self, job: impl Fn(oneshot::Sender<()>) -> Job) -> Result<()> {
         let mut acks = Vec::new();
         for s in &self.senders {
             let (tx, rx) = oneshot::channel();
-            if s.blocking_send(Job::Sync(tx)).is_err() {
+            if s.blocking_send(job(tx)).is_err() {
                 return Err(self.failure());
             }
             acks.push(rx);
@@ -468,21 +464,7 @@ impl Writer {
         self.sync()?;
         self.table = table.to_string();
         let target = format!("{}.{}", ident(&self.db), ident(table));
-        for s in &self.senders {
-            let (tx, rx) = oneshot::channel();
-            if s.blocking_send(Job::Retarget(target.clone(), tx)).is_err() {
-                return Err(self.failure());
-            }
-            if rx.blocking_recv().is_err() {
-                return Err(self.failure());
-            }
-        }
-        Ok(())
-    }
-
-    /// The table currently written.
-    pub fn table(&self) -> &str {
-        &self.table
+        self.broadcast(|ack| Job::Retarget(target.clone(), ack))
     }
 
     /// The error of the first connection that failed.
