@@ -37,6 +37,8 @@ pub struct Config {
     #[serde(default)]
     pub admin: AdminConfig,
     #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
     pub kafka: KafkaConfig,
     #[serde(default)]
     pub registry: RegistryConfig,
@@ -370,6 +372,32 @@ pub struct AdminConfig {
     pub token: Option<String>,
 }
 
+/// The Prometheus, health and readiness endpoint of `run` and `sink`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `host:port` serving `/metrics`, `/health` and `/ready`, e.g. `127.0.0.1:9100`.
+    /// Unset: no endpoint, and nothing is recorded.
+    pub listen: Option<String>,
+    /// `/ready` fails while the job is more than this many seconds behind (and, for `run`,
+    /// until the initial snapshot is complete).
+    #[serde(default = "default_ready_lag_secs")]
+    pub ready_lag_secs: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: None,
+            ready_lag_secs: default_ready_lag_secs(),
+        }
+    }
+}
+
+fn default_ready_lag_secs() -> u64 {
+    10
+}
+
 /// The initial snapshot (`tail --snapshot`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -574,7 +602,10 @@ impl Config {
             let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            if rest.is_empty() || var == "BINLAKE_CONFIG" || var == "BINLAKE_LOG" {
+            // The command line's own variables, not config keys.
+            if rest.is_empty()
+                || ["BINLAKE_CONFIG", "BINLAKE_LOG", "BINLAKE_LOG_FORMAT"].contains(&var.as_str())
+            {
                 continue;
             }
             let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
@@ -646,6 +677,14 @@ impl Config {
                      it could start snapshots",
                 ));
             }
+        }
+        if let Some(listen) = &self.metrics.listen {
+            listen.parse::<std::net::SocketAddr>().map_err(|_| {
+                key(
+                    "metrics.listen",
+                    &format!("`{listen}` is not host:port, e.g. 127.0.0.1:9100"),
+                )
+            })?;
         }
         if self.kafka.offsets == OffsetStore::File && self.kafka.offsets_file.is_none() {
             return Err(key(
@@ -1015,7 +1054,10 @@ mod tests {
         sections.sort();
         assert_eq!(
             sections,
-            ["admin", "capture", "hive", "kafka", "mysql", "registry", "sink", "snapshot"]
+            [
+                "admin", "capture", "hive", "kafka", "metrics", "mysql", "registry", "sink",
+                "snapshot"
+            ]
         );
         assert_eq!(c.rotate_interval(), std::time::Duration::from_secs(900));
     }

@@ -6,6 +6,7 @@ pub mod change;
 pub mod config;
 pub mod error;
 pub mod kafka;
+pub mod metrics;
 pub mod mysql;
 pub mod output;
 pub mod position;

@@ -26,11 +26,27 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "binlake", version, about = "MySQL/MariaDB change-data-capture")]
 struct Cli {
-    /// Log filter (tracing env-filter syntax), also BINLAKE_LOG.
+    /// Log filter (tracing env-filter syntax), also BINLAKE_LOG. Example: --log info,binlake::sink=debug
     #[arg(long, global = true, env = "BINLAKE_LOG", default_value = "info")]
     log: String,
+    /// Log lines as text, or as one JSON object per line (for log shippers), also
+    /// BINLAKE_LOG_FORMAT. Logs go to stderr.
+    #[arg(
+        long,
+        global = true,
+        env = "BINLAKE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -247,14 +263,18 @@ impl Printer {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let json = cli.log_format == LogFormat::Json;
+    if json {
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     // `run` decodes the binlog on one worker while the other encodes and produces; the
     // other commands are fastest on one thread (BENCHMARKS.md).
     let mut builder = if matches!(
@@ -277,7 +297,11 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli.cmd)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            if json {
+                tracing::error!(error = format!("{e:#}"), "stopped on an error");
+            } else {
+                eprintln!("error: {e:#}");
+            }
             ExitCode::from(2)
         }
     }
@@ -472,6 +496,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         }
         Cmd::Run { config, from } => {
             let cfg = Config::load(&config)?;
+            binlake::metrics::serve(&cfg.metrics).await?;
             binlake::run::run(&cfg, from, shutdown_signal()).await?;
             tracing::info!("binlake run stopped");
             Ok(ExitCode::SUCCESS)
@@ -484,6 +509,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         }
         Cmd::Sink { config } => {
             let cfg = Config::load(&config)?;
+            binlake::metrics::serve(&cfg.metrics).await?;
             let stop = stop_on_signal();
             let rt = tokio::runtime::Handle::current();
             tokio::task::spawn_blocking(move || binlake::sink::run(cfg, stop, rt))

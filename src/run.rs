@@ -45,6 +45,21 @@ struct TableOut {
     partitions: i32,
     key_id: u32,
     value_id: u32,
+    /// `binlake_rows_read_total` by op (c, u, d, r).
+    read: [metrics::Counter; 4],
+    /// `binlake_records_written_total` by op (c, u, d, r, tombstone).
+    written: [metrics::Counter; 5],
+}
+
+/// Index of an op code in `TableOut::read`/`written` (`""`: a tombstone).
+fn op_index(op: &str) -> usize {
+    match op {
+        "c" => 0,
+        "u" => 1,
+        "d" => 2,
+        "r" => 3,
+        _ => 4,
+    }
 }
 
 /// One record a change becomes: (row of the key, row of the value or `None` for a
@@ -152,6 +167,13 @@ pub async fn run(
         value_buf: Vec::with_capacity(4096),
     };
     tracing::info!(resume = ?p.state.resume_from(), snapshot = snapshot.is_some(), "binlake run starting");
+    match &snapshot {
+        Some(s) => snapshot_metrics(s),
+        None => {
+            metrics::gauge!("binlake_snapshot_complete").set(1.0);
+            crate::metrics::health().set("snapshot", None);
+        }
+    }
 
     // `binlake snapshot` requests: served for the whole run, handed to the current reader.
     let mut adhoc = match &cfg.admin.listen {
@@ -199,6 +221,7 @@ pub async fn run(
             },
             Err(e) => Error::Unsupported(format!("the binlog reader task failed: {e}")),
         };
+        crate::metrics::error(err.kind());
         if !retryable(&err) {
             break Err(err);
         }
@@ -215,7 +238,8 @@ pub async fn run(
         }
         let wait = Duration::from_secs(1 << failures.min(5));
         failures += 1;
-        tracing::warn!(error = %err, retry_in_secs = wait.as_secs(), "binlog stream failed; reconnecting");
+        let last = p.state.last.as_ref().map(ToString::to_string);
+        tracing::warn!(error = %err, last = last.as_deref().unwrap_or("none"), retry_in_secs = wait.as_secs(), "binlog stream failed; reconnecting from the last position sent");
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.as_mut() => break Ok(()),
@@ -228,7 +252,38 @@ pub async fn run(
         snapshot = snapshot_wanted.then(|| p.state.snapshot.clone().unwrap_or_default());
     };
     let drained = p.drain(outcome.is_ok()).await;
-    outcome.and(drained)
+    let outcome = outcome.and(drained);
+    if let Err(e) = &outcome {
+        crate::metrics::error(e.kind());
+        let at =
+            |p: Option<&crate::position::Position>| p.map_or("none".into(), ToString::to_string);
+        tracing::error!(error = %e, last = %at(p.state.last.as_ref()), committed = %at(p.committed.as_ref().and_then(|s| s.last.as_ref())), "binlake run stopped on an error");
+    }
+    outcome
+}
+
+/// Snapshot progress as metrics and as the `snapshot` readiness condition.
+fn snapshot_metrics(p: &crate::mysql::snapshot::SnapshotProgress) {
+    let tables = p.tables();
+    let mut waiting = 0;
+    for (table, (rows, estimate, done)) in &tables {
+        let t = table.clone();
+        metrics::gauge!("binlake_snapshot_rows", "table" => t.clone()).set(*rows as f64);
+        metrics::gauge!("binlake_snapshot_rows_estimated", "table" => t.clone())
+            .set(*estimate as f64);
+        metrics::gauge!("binlake_snapshot_table_done", "table" => t).set(u8::from(*done) as f64);
+        waiting += usize::from(!done);
+    }
+    metrics::gauge!("binlake_snapshot_complete").set(u8::from(p.complete) as f64);
+    crate::metrics::health().set(
+        "snapshot",
+        (!p.complete).then(|| {
+            format!(
+                "the initial snapshot is running ({waiting} of {} tables to go)",
+                tables.len()
+            )
+        }),
+    );
 }
 
 /// Errors a reconnect may cure: the connection, not the data.
@@ -284,8 +339,14 @@ impl Pipeline<'_> {
         }
         let snapshot_changed = b.snapshot.is_some();
         if let Some(s) = b.snapshot {
+            snapshot_metrics(&s);
             self.state.snapshot = Some(s);
         }
+        metrics::gauge!("binlake_kafka_queue_records").set(
+            self.producer
+                .next_seq()
+                .saturating_sub(self.producer.acks().acked()) as f64,
+        );
         // One pending commit point per 100 ms (or per snapshot step) bounds the queue.
         let seq = self.producer.next_seq();
         match self.pending.back_mut() {
@@ -329,6 +390,10 @@ impl Pipeline<'_> {
         }
         self.store.commit(&state, &mut self.producer).await?;
         self.producer.commit_transaction()?;
+        if let Some(last) = &state.last {
+            metrics::gauge!("binlake_binlog_committed_file_number").set(last.file_seq() as f64);
+            metrics::gauge!("binlake_binlog_committed_offset_bytes").set(last.offset as f64);
+        }
         tracing::debug!(last = ?state.last, "position committed");
         self.committed = Some(state);
         Ok(())
@@ -374,6 +439,7 @@ impl Pipeline<'_> {
                 c.table.full_name()
             )));
         };
+        t.read[op_index(c.op.code())].increment(1);
         let pos_main = dedup::encode(&c.pos, Part::Main);
         self.pos_buf.clear();
         write_pos(c, &mut self.pos_buf);
@@ -447,6 +513,8 @@ impl Pipeline<'_> {
                     value,
                     pos: &pos,
                     gtid,
+                    commit_ms: if c.op == Op::Read { 0 } else { ts },
+                    written: Some(&t.written[op_index(op)]),
                 })
                 .await?;
         }
@@ -510,6 +578,13 @@ impl Pipeline<'_> {
             .register(&subjects[1].0, subjects[1].1)
             .await?;
         tracing::info!(table = %c.table.full_name(), %topic, key_id, value_id, "table schema registered");
+        let table = c.table.full_name();
+        let read = ["c", "u", "d", "r"].map(
+            |op| metrics::counter!("binlake_rows_read_total", "table" => table.clone(), "op" => op),
+        );
+        let written = ["c", "u", "d", "r", "tombstone"].map(|op| {
+            metrics::counter!("binlake_records_written_total", "table" => table.clone(), "op" => op)
+        });
         self.tables.insert(
             name,
             TableOut {
@@ -519,6 +594,8 @@ impl Pipeline<'_> {
                 partitions,
                 key_id,
                 value_id,
+                read,
+                written,
             },
         );
         Ok(())

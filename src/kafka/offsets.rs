@@ -119,6 +119,8 @@ impl Store {
                         value: Some(&value),
                         pos: b"",
                         gtid: None,
+                        commit_ms: 0,
+                        written: None,
                     })
                     .await?;
                 Ok(())

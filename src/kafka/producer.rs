@@ -22,6 +22,23 @@ use rdkafka::ClientContext;
 use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
 
+/// What the acknowledgement of one record reports to the metrics (only while they are on).
+struct Sent {
+    at: std::time::Instant,
+    /// The source's commit time (ms since the epoch), 0 when there is none (snapshot rows).
+    commit_ms: i64,
+    written: Option<metrics::Counter>,
+}
+
+/// The metrics the acknowledgements feed.
+struct Track {
+    /// Sent records from sequence number `base` on, not yet passed by the watermark.
+    sent: VecDeque<Sent>,
+    base: u64,
+    produce: metrics::Histogram,
+    end_to_end: metrics::Histogram,
+}
+
 #[derive(Default)]
 struct AckState {
     /// Lowest sequence number not yet acknowledged.
@@ -30,6 +47,8 @@ struct AckState {
     early: VecDeque<u64>,
     /// The first delivery that failed for good.
     failed: Option<String>,
+    /// Latency and row metrics, when a metrics endpoint is configured.
+    track: Option<Track>,
 }
 
 /// Shared between the producer's delivery callbacks and the pipeline.
@@ -43,6 +62,21 @@ impl Acks {
         let Ok(mut s) = self.state.lock() else { return };
         if seq < s.acked {
             return;
+        }
+        if let Some(t) = &s.track {
+            if let Some(sent) = seq.checked_sub(t.base).and_then(|i| t.sent.get(i as usize)) {
+                t.produce.record(sent.at.elapsed().as_secs_f64());
+                if sent.commit_ms > 0 {
+                    let now_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64);
+                    t.end_to_end
+                        .record((now_ms - sent.commit_ms).max(0) as f64 / 1000.0);
+                }
+                if let Some(c) = &sent.written {
+                    c.increment(1);
+                }
+            }
         }
         // The window starts at `acked`, which is kept a multiple of 64 apart from the
         // window's base by shifting whole words only when they are full.
@@ -63,6 +97,27 @@ impl Acks {
             } else {
                 break;
             }
+        }
+        let acked = s.acked;
+        if let Some(t) = &mut s.track {
+            while t.base < acked && t.sent.pop_front().is_some() {
+                t.base += 1;
+            }
+        }
+    }
+
+    /// Notes a record sent with sequence number `seq` (the next one), when tracking.
+    fn sent(&self, seq: u64, commit_ms: i64, written: Option<&metrics::Counter>) {
+        let Ok(mut s) = self.state.lock() else { return };
+        if let Some(t) = &mut s.track {
+            if t.sent.is_empty() {
+                t.base = seq;
+            }
+            t.sent.push_back(Sent {
+                at: std::time::Instant::now(),
+                commit_ms,
+                written: written.cloned(),
+            });
         }
     }
 
@@ -119,6 +174,10 @@ pub struct Record<'a> {
     pub value: Option<&'a [u8]>,
     pub pos: &'a [u8],
     pub gtid: Option<&'a str>,
+    /// The source's commit time (ms since the epoch; 0: none), for the latency metrics.
+    pub commit_ms: i64,
+    /// Counted when Kafka acknowledges the record (`binlake_records_written_total`).
+    pub written: Option<&'a metrics::Counter>,
 }
 
 /// The idempotent producer and its acknowledgement watermark.
@@ -173,6 +232,16 @@ impl Producer {
             }
         }
         let acks = Arc::new(Acks::default());
+        if crate::metrics::enabled() {
+            if let Ok(mut s) = acks.state.lock() {
+                s.track = Some(Track {
+                    sent: VecDeque::new(),
+                    base: 0,
+                    produce: metrics::histogram!("binlake_kafka_produce_seconds"),
+                    end_to_end: metrics::histogram!("binlake_end_to_end_seconds"),
+                });
+            }
+        }
         let inner: BaseProducer<Context> = c
             .create_with_context(Context { acks: acks.clone() })
             .map_err(Error::kafka(
@@ -245,6 +314,7 @@ impl Producer {
                 }
             }
         }
+        self.acks.sent(seq, r.commit_ms, r.written);
         self.next += 1;
         Ok(seq)
     }

@@ -145,6 +145,7 @@ pub async fn stream(
     }
     let mut payload_offset = 0u64;
     let mut out = Vec::new();
+    let observe = crate::metrics::enabled().then(ReadMetrics::new);
     loop {
         let ev = tokio::select! {
             biased;
@@ -224,6 +225,9 @@ pub async fn stream(
         if (ty == event_type::ROTATE || h.log_pos() > 0) && read_to > merger.pos {
             merger.pos = read_to;
         }
+        if let Some(m) = &observe {
+            m.event(ty, h.timestamp(), h.log_pos(), merger.pos);
+        }
         merger.record(&out[first..]);
         if !decoder.in_transaction() {
             merger.emit_ready(&decoder.file_arc(), &mut out);
@@ -236,6 +240,47 @@ pub async fn stream(
         t.abort();
     }
     Ok(())
+}
+
+/// The read position and the lag behind the source, as metrics.
+struct ReadMetrics {
+    file: metrics::Gauge,
+    offset: metrics::Gauge,
+    lag: metrics::Gauge,
+}
+
+impl ReadMetrics {
+    fn new() -> Self {
+        ReadMetrics {
+            file: metrics::gauge!("binlake_binlog_read_file_number"),
+            offset: metrics::gauge!("binlake_binlog_read_offset_bytes"),
+            lag: metrics::gauge!("binlake_source_lag_seconds"),
+        }
+    }
+
+    /// One event read: the position it reached, and the lag from its timestamp. A heartbeat
+    /// means the server has nothing newer: no lag. Events the server makes up at the start
+    /// of a dump (rotate, format description: position 0 or no timestamp) say nothing.
+    fn event(&self, ty: u8, timestamp: u32, log_pos: u32, pos: BinlogPos) {
+        self.file.set(pos.file_seq as f64);
+        self.offset.set(pos.offset as f64);
+        let lag = if ty == event_type::HEARTBEAT {
+            0.0
+        } else if log_pos == 0
+            || timestamp == 0
+            || ty == event_type::ROTATE
+            || ty == event_type::FORMAT_DESCRIPTION
+        {
+            return;
+        } else {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            (now - timestamp as f64).max(0.0)
+        };
+        self.lag.set(lag);
+        crate::metrics::health().set_lag(lag);
+    }
 }
 
 /// Sends what is ready; false when the consumer has gone.

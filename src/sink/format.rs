@@ -210,13 +210,13 @@ impl LakeFile {
     }
 
     /// Completes the file at its temporary path, with `last_pos` in its metadata.
-    pub fn finish(self, storage: &dyn Storage, last_pos: &str) -> Result<()> {
+    pub fn finish(self, storage: &dyn Storage, last_pos: &str) -> Result<u64> {
         self.finish_with(storage, &[(LAST_POS, last_pos)])
     }
 
     /// Completes the file with these key/value pairs in its metadata (Parquet footer, Avro
-    /// header).
-    pub fn finish_with(self, storage: &dyn Storage, meta: &[(&str, &str)]) -> Result<()> {
+    /// header). Returns the file's size in bytes.
+    pub fn finish_with(self, storage: &dyn Storage, meta: &[(&str, &str)]) -> Result<u64> {
         match self {
             LakeFile::Parquet {
                 mut writer,
@@ -229,7 +229,8 @@ impl LakeFile {
                 }
                 writer.close().map_err(perr("closing Parquet"))?;
                 drain(&out, sink.as_mut(), &mut written)?;
-                sink.finish()
+                sink.finish()?;
+                Ok(written)
             }
             LakeFile::Avro {
                 schema,
@@ -263,7 +264,8 @@ impl LakeFile {
                 let mut sink = storage.create(&path)?;
                 sink.write(&head)?;
                 sink.write(&blocks)?;
-                sink.finish()
+                sink.finish()?;
+                Ok((head.len() + blocks.len()) as u64)
             }
         }
     }

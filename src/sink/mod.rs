@@ -67,6 +67,8 @@ struct SinkContext {
     storage: Arc<dyn Storage>,
     prefix: String,
     events: Mutex<Vec<Event>>,
+    /// High watermarks from librdkafka's statistics (only with metrics on).
+    high: Mutex<HashMap<Tp, i64>>,
 }
 
 impl SinkContext {
@@ -81,6 +83,19 @@ impl SinkContext {
 impl ClientContext for SinkContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
         crate::kafka::QuietContext.log(level, fac, log_message)
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Ok(mut high) = self.high.lock() else {
+            return;
+        };
+        for (name, t) in statistics.topics {
+            for (p, part) in t.partitions {
+                if p >= 0 && part.hi_offset >= 0 {
+                    high.insert((name.clone(), p), part.hi_offset);
+                }
+            }
+        }
     }
 }
 
@@ -153,6 +168,10 @@ struct Table {
     partitioner: Partitioner,
     keys: Vec<hive::HiveColumn>,
     registered: HashSet<String>,
+    /// `binlake_sink_rows_total`, `_files_total`, `_bytes_total` of the table.
+    rows: metrics::Counter,
+    files: metrics::Counter,
+    bytes: metrics::Counter,
 }
 
 /// Schemas by id, from the registry.
@@ -208,6 +227,10 @@ struct Sink {
     /// Partitions of rolled-forward files, registered once their table is known:
     /// (topic, table dir, partition path).
     pending: Vec<(String, String, String)>,
+    /// Per owned partition, for the lag: the Kafka timestamp (ms) of the last record read,
+    /// and when (ms) the partition was last seen fully read.
+    read_ts: HashMap<Tp, i64>,
+    caught_up: HashMap<Tp, i64>,
 }
 
 pub(crate) fn schema_id(bytes: &[u8], topic: &str, what: &str) -> Result<u32> {
@@ -272,6 +295,7 @@ impl Sink {
             })?;
         }
         tracing::info!(%topic, key_id, value_id, columns = schema.columns.len(), "table layout");
+        let label = schema.table.clone();
         self.tables.insert(
             topic.to_string(),
             Table {
@@ -281,6 +305,9 @@ impl Sink {
                 partitioner,
                 keys,
                 registered,
+                rows: metrics::counter!("binlake_sink_rows_total", "table" => label.clone()),
+                files: metrics::counter!("binlake_sink_files_total", "table" => label.clone()),
+                bytes: metrics::counter!("binlake_sink_bytes_total", "table" => label),
             },
         );
         Ok(())
@@ -296,6 +323,13 @@ impl Sink {
             return Ok(()); // before the resume point
         }
         *next = m.offset() + 1;
+        let ts = m.timestamp().to_millis().unwrap_or(0);
+        match self.read_ts.get_mut(&tp) {
+            Some(t) => *t = ts,
+            None => {
+                self.read_ts.insert(tp.clone(), ts);
+            }
+        }
         if table_parts(&self.cfg.kafka.topic_prefix, topic).is_none() {
             return Ok(());
         }
@@ -351,6 +385,7 @@ impl Sink {
             let Some(table) = self.tables.get_mut(topic) else {
                 return Ok(());
             };
+            table.rows.increment(1);
             let o = Origin {
                 topic,
                 partition: m.partition(),
@@ -421,6 +456,10 @@ impl Sink {
         let (start, end, files, records) = (w.start, w.end, w.files.len(), w.records);
         let placed = w.commit(self.storage.as_ref(), &tp.0, tp.1, &dir, self.ext, &mark)?;
         tracing::info!(topic = %tp.0, partition = tp.1, start, end, files, records, "window committed");
+        if let Some(t) = self.tables.get(&tp.0) {
+            t.files.increment(placed.len() as u64);
+            t.bytes.increment(placed.iter().map(|p| p.bytes).sum());
+        }
         for p in placed {
             self.register(&tp.0, &dir, &p.part_path, Some(p.part_values))?;
         }
@@ -471,6 +510,8 @@ impl Sink {
                     // Abandoned: the next owner deletes its temporary files and re-reads it.
                     self.windows.remove(&tp);
                     self.owned.remove(&tp);
+                    self.read_ts.remove(&tp);
+                    self.caught_up.remove(&tp);
                     self.filter.set_mark(&tp.0, tp.1, None);
                 }
                 Event::Assigned(tp, resume) => {
@@ -658,6 +699,53 @@ impl Sink {
         }))
     }
 
+    /// Per owned partition: records not read yet and records not yet in a committed file;
+    /// and the sink's lag in seconds (for `/ready`): the age of the oldest record not read
+    /// yet, bounded by the newer of the last record read and the last time the partition was
+    /// seen fully read (records still to read were written after both).
+    fn lag_metrics(&mut self, consumer: &BaseConsumer<SinkContext>) {
+        if self.owned.is_empty() {
+            return; // no assignment yet: the lag is unknown
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut lag_ms = 0i64;
+        let highs = match consumer.context().high.lock() {
+            Ok(h) => h.clone(),
+            Err(_) => return,
+        };
+        let mut known = 0;
+        for (tp, &next) in &self.owned {
+            let Some(&high) = highs.get(tp) else {
+                continue;
+            };
+            known += 1;
+            let (topic, partition) = (tp.0.clone(), tp.1.to_string());
+            let unread = (high - next).max(0);
+            metrics::gauge!("binlake_sink_lag_records", "topic" => topic.clone(), "partition" => partition.clone())
+                .set(unread as f64);
+            let open = self.windows.get(tp).map_or(0, |w| next - w.start);
+            metrics::gauge!("binlake_sink_uncommitted_records", "topic" => topic, "partition" => partition)
+                .set(open as f64);
+            if unread == 0 {
+                self.caught_up.insert(tp.clone(), now);
+            } else {
+                let since = self
+                    .read_ts
+                    .get(tp)
+                    .copied()
+                    .max(self.caught_up.get(tp).copied())
+                    .unwrap_or(0);
+                lag_ms = lag_ms.max(now - since);
+            }
+        }
+        if known == 0 {
+            return; // no high watermark yet: the lag is unknown
+        }
+        let lag = lag_ms.max(0) as f64 / 1000.0;
+        metrics::gauge!("binlake_sink_lag_seconds").set(lag);
+        crate::metrics::health().set_lag(lag);
+    }
+
     fn commit_all(&mut self) -> Result<()> {
         let all: Vec<Tp> = self.windows.keys().cloned().collect();
         for tp in all {
@@ -669,6 +757,14 @@ impl Sink {
 
 /// Runs the sink until `stop` is set (then closes every window) or an error.
 pub fn run(cfg: Config, stop: Arc<AtomicBool>, rt: tokio::runtime::Handle) -> Result<()> {
+    let r = run_sink(cfg, stop, rt);
+    if let Err(e) = &r {
+        crate::metrics::error(e.kind());
+    }
+    r
+}
+
+fn run_sink(cfg: Config, stop: Arc<AtomicBool>, rt: tokio::runtime::Handle) -> Result<()> {
     let storage = storage::open(&cfg.sink.root)?;
     let hive = if cfg.hive.enabled {
         Some(Arc::new(Hive::connect(&cfg.hive.uri)?))
@@ -710,6 +806,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, rt: tokio::runtime::Handle) -> Re
         storage: storage.clone(),
         prefix: prefix.clone(),
         events: Mutex::new(Vec::new()),
+        high: Mutex::new(HashMap::new()),
     };
     let mut cc = crate::kafka::client_config(&cfg.kafka);
     cc.set("group.id", &cfg.sink.group_id)
@@ -717,6 +814,10 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, rt: tokio::runtime::Handle) -> Re
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .set("partition.assignment.strategy", "range,roundrobin");
+    if crate::metrics::enabled() {
+        // The high watermarks of the lag metrics.
+        cc.set("statistics.interval.ms", "1000");
+    }
     if !cfg
         .kafka
         .properties
@@ -759,6 +860,8 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, rt: tokio::runtime::Handle) -> Re
         tables: HashMap::new(),
         next_file: 0,
         pending: Vec::new(),
+        read_ts: HashMap::new(),
+        caught_up: HashMap::new(),
     };
     let mut last_check = Instant::now();
     let mut committed: HashMap<Tp, i64> = HashMap::new();
@@ -775,6 +878,9 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>, rt: tokio::runtime::Handle) -> Re
             sink.housekeeping()?;
             sink.schedule_current(&consumer)?;
             commit_offsets(&consumer, &sink, &mut committed);
+            if crate::metrics::enabled() {
+                sink.lag_metrics(&consumer);
+            }
         }
     }
     tracing::info!("stopping: closing open files");

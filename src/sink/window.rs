@@ -77,10 +77,12 @@ pub struct Window {
     pub records: u64,
 }
 
-/// What a committed file needs afterwards: its Hive partition.
+/// What a committed file needs afterwards: its Hive partition (and its size, for the
+/// metrics).
 pub struct Placed {
     pub part_path: String,
     pub part_values: Vec<String>,
+    pub bytes: u64,
 }
 
 impl Window {
@@ -129,12 +131,13 @@ impl Window {
                 let batch = f.rows.take_batch()?;
                 f.file.write(&batch)?;
             }
-            f.file.finish(storage, last_pos)?;
+            let bytes = f.file.finish(storage, last_pos)?;
             let rel = format!("{table_dir}/{}/{name}", f.part_path);
             storage.rename(&f.tmp, &format!("{dir}/{rel}"))?;
             placed.push(Placed {
                 part_path: f.part_path,
                 part_values: f.part_values,
+                bytes,
             });
         }
         if placed.is_empty() {

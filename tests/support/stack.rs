@@ -107,10 +107,16 @@ impl Stack {
 
     /// Starts `binlake run` in the background, logging to `run-{n}.log` in the server's dir.
     pub fn spawn_run(&self, n: usize) -> Child {
+        self.spawn_run_env(n, &[])
+    }
+
+    /// `spawn_run` with extra environment variables (e.g. `BINLAKE_METRICS__LISTEN`).
+    pub fn spawn_run_env(&self, n: usize, env: &[(&str, &str)]) -> Child {
         let log = std::fs::File::create(self.db.dir.join(format!("run-{n}.log"))).expect("log");
         Command::new(env!("CARGO_BIN_EXE_binlake"))
             .args(["run", "--config", self.config.to_str().expect("utf-8 path")])
             .env("BINLAKE_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
