@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A configuration problem, always naming the key or file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +25,27 @@ pub enum ConfigError {
     Env { var: String, message: String },
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+/// Keys that have no default: unset unless configured (`binlake config --print-defaults`
+/// names them; a unit test keeps the list equal to the code).
+pub const UNSET_KEYS: &[&str] = &[
+    "admin.listen",
+    "admin.token",
+    "hive.database",
+    "kafka.offsets_file",
+    "kafka.transactional_id",
+    "metrics.listen",
+    "mysql.password",
+    "mysql.password_file",
+    "mysql.tls.ca_file",
+    "registry.ca_file",
+    "registry.listen",
+    "registry.password",
+    "registry.password_file",
+    "registry.username",
+    "sink.partition.time_field",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -49,7 +69,7 @@ pub struct Config {
 }
 
 /// `binlake sink`: where and how the lake is written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
     /// The lake's root: `file:///path` or `hdfs://namenode:port/path`.
@@ -101,7 +121,7 @@ impl Default for SinkConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SinkFormat {
     #[default]
@@ -109,7 +129,7 @@ pub enum SinkFormat {
     Avro,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SinkCompression {
     #[default]
@@ -120,7 +140,7 @@ pub enum SinkCompression {
 }
 
 /// How a table's files are laid out in Hive partitions.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PartitionConfig {
     /// `kafka` (`partition=N`), `field` (`col=value` for each of `fields`) or `time`.
@@ -145,7 +165,7 @@ impl Default for PartitionConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum PartitionBy {
     #[default]
@@ -155,7 +175,7 @@ pub enum PartitionBy {
 }
 
 /// The Hive metastore the sink registers tables and partitions in.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HiveConfig {
     #[serde(default)]
@@ -222,7 +242,7 @@ pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
 }
 
 /// The Kafka cluster `binlake run` writes to (and the embedded registry stores schemas in).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap servers, `host:port[,host:port...]`.
@@ -283,7 +303,7 @@ impl Default for KafkaConfig {
 }
 
 /// What a deleted row becomes in its topic.
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum DeleteMode {
     /// A record with `__op = "d"` and the before-image, then a tombstone (default).
@@ -294,7 +314,7 @@ pub enum DeleteMode {
 }
 
 /// Where `binlake run` commits its source position.
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum OffsetStore {
     /// The compacted topic `{topic_prefix}.offsets` (default).
@@ -306,7 +326,7 @@ pub enum OffsetStore {
 
 /// The Confluent-compatible schema registry: the client settings `binlake run` uses, and the
 /// embedded server `binlake registry` runs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
     /// Base URL, `http://host:port` or `https://...`.
@@ -362,7 +382,7 @@ fn default_schemas_topic() -> String {
 }
 
 /// The local HTTP admin endpoint of a running `tail` (on-demand snapshots).
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// `host:port` to listen on, e.g. `127.0.0.1:9470`. Unset: no endpoint.
@@ -373,7 +393,7 @@ pub struct AdminConfig {
 }
 
 /// The Prometheus, health and readiness endpoint of `run` and `sink`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// `host:port` serving `/metrics`, `/health` and `/ready`, e.g. `127.0.0.1:9100`.
@@ -399,7 +419,7 @@ fn default_ready_lag_secs() -> u64 {
 }
 
 /// The initial snapshot (`tail --snapshot`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotConfig {
     /// When to snapshot (see [`SnapshotMode`]).
@@ -428,7 +448,7 @@ impl Default for SnapshotConfig {
 }
 
 /// When the snapshot runs.
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum SnapshotMode {
     /// Snapshot when there is no saved position, then stream. A saved position whose binlog
@@ -452,7 +472,7 @@ fn default_in_flight() -> usize {
     8
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MysqlConfig {
     #[serde(default = "default_host")]
@@ -499,7 +519,7 @@ impl Default for MysqlConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     #[serde(default)]
@@ -508,7 +528,7 @@ pub struct TlsConfig {
     pub ca_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum TlsMode {
     /// Plain TCP.
@@ -520,7 +540,7 @@ pub enum TlsMode {
     VerifyCa,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CaptureConfig {
     /// `db.table` glob patterns (`*`, `?`); a pattern without a dot names a whole database.
@@ -539,7 +559,7 @@ pub struct CaptureConfig {
 }
 
 /// How to key the rows of a table that has no primary key.
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum KeyMode {
     /// Every column together is the key (a compacted topic keeps one record per distinct row).
@@ -638,6 +658,42 @@ impl Config {
                 }
             }
         }
+    }
+
+    /// Every default, as TOML, with the keys that have none named in a comment.
+    pub fn defaults_toml() -> String {
+        let body = toml::to_string(&Config::default()).unwrap_or_else(|e| format!("# {e}\n"));
+        let unset: String = UNSET_KEYS.iter().map(|k| format!("#   {k}\n")).collect();
+        format!(
+            "# binlake's defaults (binlake config --print-defaults); deploy/config/example.toml\n\
+             # documents every key. Keys without a default, unset unless configured:\n{unset}\n{body}"
+        )
+    }
+
+    /// This configuration as TOML, every password, token and secret replaced by `"***"`.
+    pub fn to_toml_masked(&self) -> String {
+        fn mask(v: &mut toml::Value) {
+            if let toml::Value::Table(t) = v {
+                for (k, v) in t.iter_mut() {
+                    let k = k.to_ascii_lowercase();
+                    if ["password", "secret", "token"]
+                        .iter()
+                        .any(|s| k.contains(s))
+                        && !k.ends_with("_file")
+                    {
+                        *v = toml::Value::String("***".into());
+                    } else {
+                        mask(v);
+                    }
+                }
+            }
+        }
+        let mut v = match toml::Value::try_from(self) {
+            Ok(v) => v,
+            Err(e) => return format!("# cannot print the configuration: {e}\n"),
+        };
+        mask(&mut v);
+        toml::to_string(&v).unwrap_or_else(|e| format!("# {e}\n"))
     }
 
     fn validate(self) -> Result<Config, ConfigError> {
@@ -1160,5 +1216,168 @@ mod tests {
         assert!(!f.table("crm", "leads"));
         assert!(!f.column("crm", "users", "password"));
         assert!(f.column("crm", "users", "name"));
+    }
+}
+
+/// The reference documentation of the keys (deploy/config/example.toml, README's
+/// Configuration section) against the code.
+#[cfg(test)]
+mod reference {
+    use std::collections::BTreeSet;
+
+    use serde_reflection::{ContainerFormat, Format, Registry, Tracer, TracerConfig};
+
+    use super::*;
+
+    /// Every key the code accepts, dotted (`mysql.tls.mode`); free-form maps
+    /// (`kafka.properties`) are one key.
+    fn code_keys() -> BTreeSet<String> {
+        let mut tracer = Tracer::new(TracerConfig::default());
+        tracer.trace_simple_type::<Config>().unwrap();
+        let registry = tracer.registry_unchecked();
+        let mut keys = BTreeSet::new();
+        walk(&registry, "Config", "", &mut keys);
+        keys
+    }
+
+    fn walk(registry: &Registry, name: &str, prefix: &str, keys: &mut BTreeSet<String>) {
+        let Some(ContainerFormat::Struct(fields)) = registry.get(name) else {
+            return;
+        };
+        for f in fields {
+            let key = format!("{prefix}{}", f.name);
+            let mut format = &f.value;
+            while let Format::Option(inner) = format {
+                format = inner;
+            }
+            match format {
+                Format::TypeName(n)
+                    if matches!(registry.get(n), Some(ContainerFormat::Struct(_))) =>
+                {
+                    walk(registry, n, &format!("{key}."), keys)
+                }
+                _ => {
+                    keys.insert(key);
+                }
+            }
+        }
+    }
+
+    /// Keys of deploy/config/example.toml: set ones, and commented-out `# key = …` lines.
+    fn example_keys(code: &BTreeSet<String>) -> BTreeSet<String> {
+        let text = include_str!("../deploy/config/example.toml");
+        let mut keys = BTreeSet::new();
+        let mut section = String::new();
+        for line in text.lines() {
+            let l = line.trim();
+            if let Some(h) = l.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+                section = h.to_string();
+                if code.contains(&section) {
+                    keys.insert(section.clone()); // a map, documented by its section
+                }
+                continue;
+            }
+            let l = l.trim_start_matches('#').trim_start();
+            let Some((k, _)) = l.split_once('=') else {
+                continue;
+            };
+            let k = k.trim();
+            if !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                if code.contains(&section) {
+                    continue; // an entry of a map section
+                }
+                keys.insert(format!("{section}.{k}"));
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn the_example_documents_exactly_the_keys_of_the_code() {
+        let code = code_keys();
+        assert!(code.contains("mysql.tls.mode") && code.contains("sink.partition.by"));
+        let example = example_keys(&code);
+        let missing: Vec<_> = code.difference(&example).collect();
+        let unknown: Vec<_> = example.difference(&code).collect();
+        assert!(
+            missing.is_empty() && unknown.is_empty(),
+            "deploy/config/example.toml lacks {missing:?} and documents keys the code does \
+             not have: {unknown:?}"
+        );
+    }
+
+    #[test]
+    fn readme_names_every_key_of_each_section() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("## Configuration")
+            .expect("README has ## Configuration");
+        let rest = &readme[start + 3..];
+        let text = &rest[..rest.find("\n## ").unwrap_or(rest.len())];
+        let mut missing = Vec::new();
+        for key in code_keys() {
+            let (section, name) = key.rsplit_once('.').expect("keys are in sections");
+            // The text after `[section]` up to the next section mark names the key.
+            let Some(at) = text.find(&format!("`[{section}]`")) else {
+                missing.push(format!("[{section}]"));
+                continue;
+            };
+            let after = &text[at + section.len() + 4..];
+            let span = &after[..after.find("`[").unwrap_or(after.len())];
+            if !span.contains(&format!("`{name}`")) && !span.contains(&format!("`{name}/")) {
+                missing.push(key);
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "README's Configuration section does not name: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn unset_keys_are_the_keys_without_a_default() {
+        let mut with_default = BTreeSet::new();
+        fn flat(v: &toml::Value, prefix: &str, out: &mut BTreeSet<String>) {
+            if let toml::Value::Table(t) = v {
+                for (k, v) in t {
+                    let key = format!("{prefix}{k}");
+                    if matches!(v, toml::Value::Table(_))
+                        && !key.contains("properties")
+                        && !key.ends_with("topic_config")
+                        && !key.ends_with("tables")
+                    {
+                        flat(v, &format!("{key}."), out);
+                    } else {
+                        out.insert(key);
+                    }
+                }
+            }
+        }
+        let v = toml::Value::try_from(Config::default()).unwrap();
+        flat(&v, "", &mut with_default);
+        let code = code_keys();
+        let unset: BTreeSet<String> = code.difference(&with_default).cloned().collect();
+        let listed: BTreeSet<String> = UNSET_KEYS.iter().map(|k| k.to_string()).collect();
+        assert_eq!(unset, listed);
+        // And the printed defaults load back as the defaults.
+        let text = Config::defaults_toml();
+        let back = Config::from_toml(&text, Path::new("defaults"), std::iter::empty()).unwrap();
+        assert_eq!(toml::Value::try_from(back).unwrap(), v);
+    }
+
+    #[test]
+    fn printing_a_config_masks_its_secrets() {
+        let c = Config::from_toml(
+            "[mysql]\npassword = \"hunter2\"\n[admin]\nlisten = \"127.0.0.1:1\"\ntoken = \"tok3n\"\n\
+             [kafka.properties]\n\"sasl.password\" = \"s3cret\"\n",
+            Path::new("x"),
+            std::iter::empty(),
+        )
+        .unwrap();
+        let out = c.to_toml_masked();
+        for secret in ["hunter2", "tok3n", "s3cret"] {
+            assert!(!out.contains(secret), "{out}");
+        }
+        assert!(out.contains("listen = \"127.0.0.1:1\""), "{out}");
     }
 }

@@ -17,6 +17,7 @@ pub mod run;
 pub mod schema;
 pub mod sink;
 pub mod state;
+pub mod status;
 
 pub use change::{Change, Op, Value};
 pub use error::{Error, Result};

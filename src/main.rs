@@ -23,8 +23,28 @@ use binlake::{output, Change, StartFrom};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+const AFTER_HELP: &str = "\
+Examples:
+  binlake check --config binlake.toml            verify the server's settings and grants
+  binlake run --config binlake.toml              snapshot, then stream into Kafka
+  binlake sink --config binlake.toml             write the topics into the lake
+  binlake status --config binlake.toml           committed position, snapshot, lag
+  binlake tail --config binlake.toml --limit 5   print changes as JSON lines
+  binlake config --print-defaults                every setting and its default
+
+Every config key can be set from the environment: BINLAKE_<SECTION>__<KEY>, e.g.
+BINLAKE_MYSQL__PASSWORD. The config file may also be given as BINLAKE_CONFIG.
+
+Exit codes: 0 success (also after SIGTERM/ctrl-c), 1 a check failed (check, rebuild
+--verify, status: position purged), 2 an error (the message names the problem and the fix).";
+
 #[derive(Parser)]
-#[command(name = "binlake", version, about = "MySQL/MariaDB change-data-capture")]
+#[command(
+    name = "binlake",
+    version,
+    about = "MySQL/MariaDB change-data-capture into compacted Kafka topics and a Hive lake",
+    after_help = AFTER_HELP
+)]
 struct Cli {
     /// Log filter (tracing env-filter syntax), also BINLAKE_LOG. Example: --log info,binlake::sink=debug
     #[arg(long, global = true, env = "BINLAKE_LOG", default_value = "info")]
@@ -63,6 +83,7 @@ enum Cmd {
     ///
     /// Example: binlake tail --config binlake.toml --from mysql-bin.000003:4 --limit 10
     Tail {
+        /// The TOML config file (every key: deploy/config/example.toml).
         #[arg(long, env = "BINLAKE_CONFIG")]
         config: PathBuf,
         /// start | end | FILE:POS | FILE:POS:ROW (after that change, as printed) | GTID set
@@ -95,11 +116,14 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "json")]
         format: Format,
     },
-    /// Re-snapshot a table, or the rows matching a condition, in a running `binlake tail`
-    /// (through its [admin] endpoint); the rows arrive in its stream as op "r".
+    /// Re-snapshot a table (or some rows) in a running `tail` or `run`
+    ///
+    /// Asks the running process through its [admin] endpoint; the rows arrive in its stream
+    /// as op "r", merged like the initial snapshot.
     ///
     /// Example: binlake snapshot --config binlake.toml --table shop.orders --where "id BETWEEN 1 AND 1000"
     Snapshot {
+        /// The TOML config file (every key: deploy/config/example.toml).
         #[arg(long, env = "BINLAKE_CONFIG")]
         config: PathBuf,
         /// db.table
@@ -109,12 +133,15 @@ enum Cmd {
         #[arg(long = "where")]
         where_: Option<String>,
     },
-    /// Snapshot, then stream, every captured table into its compacted Kafka topic
-    /// ({topic_prefix}.{db}.{table}, Avro, schemas in the registry). Resumes from the committed
-    /// position; SIGTERM or Ctrl-C flushes, commits and exits 0.
+    /// Snapshot, then stream, every captured table into its Kafka topic
+    ///
+    /// One compacted topic per table ({topic_prefix}.{db}.{table}), Avro, schemas in the
+    /// registry. Resumes from the committed position; SIGTERM or Ctrl-C flushes, commits and
+    /// exits 0. With [metrics] listen it serves /metrics, /health and /ready.
     ///
     /// Example: binlake run --config /etc/binlake/binlake.toml
     Run {
+        /// The TOML config file (every key: deploy/config/example.toml).
         #[arg(long, env = "BINLAKE_CONFIG")]
         config: PathBuf,
         /// Where to start streaming when no position was committed yet: start | end |
@@ -123,34 +150,81 @@ enum Cmd {
         #[arg(long)]
         from: Option<StartFrom>,
     },
-    /// Check every prerequisite on the server; exit 1 if any fails.
+    /// Show the committed position, the snapshot's progress and the lag behind the server
+    ///
+    /// Read-only. The lag is in binlog bytes and files up to the server's end; exit 1 when
+    /// the server has purged the position's binlog file (run cannot resume).
+    ///
+    /// Example: binlake status --config /etc/binlake/binlake.toml
+    Status {
+        /// The TOML config file (every key: deploy/config/example.toml).
+        #[arg(long, env = "BINLAKE_CONFIG")]
+        config: PathBuf,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the configuration: the defaults, or what a file gives
+    ///
+    /// --print-defaults prints every default; --config F prints what F gives after the
+    /// environment's overrides, with passwords and tokens masked.
+    ///
+    /// Example: binlake config --print-defaults > binlake.toml
+    ///
+    /// Example: BINLAKE_KAFKA__BROKERS=k1:9092 binlake config --config binlake.toml
+    Config {
+        /// The TOML config file to print.
+        #[arg(
+            long,
+            env = "BINLAKE_CONFIG",
+            required_unless_present = "print_defaults"
+        )]
+        config: Option<PathBuf>,
+        /// Print the defaults instead.
+        #[arg(long, conflicts_with = "config")]
+        print_defaults: bool,
+    },
+    /// Check every prerequisite on the server and print the fix for each failure
+    ///
+    /// Binlog settings, grants, table keys; exit 1 if any fails.
+    ///
+    /// Example: binlake check --config binlake.toml
     Check {
+        /// The TOML config file (every key: deploy/config/example.toml).
         #[arg(long, env = "BINLAKE_CONFIG")]
         config: PathBuf,
     },
-    /// Serve a Confluent-compatible schema registry (Avro) that keeps its schemas in the
-    /// Kafka topic `[registry] topic`, until SIGTERM or ctrl-c.
+    /// Serve a Confluent-compatible schema registry
+    ///
+    /// Avro schemas, kept in the Kafka topic `[registry] topic`; runs until SIGTERM or
+    /// ctrl-c.
     ///
     /// Example: binlake registry --config binlake.toml
     Registry {
+        /// The TOML config file (every key: deploy/config/example.toml).
         #[arg(long, env = "BINLAKE_CONFIG")]
         config: PathBuf,
     },
-    /// Materialize the table topics into files in Hive partitions ([sink] root: file:// or
-    /// hdfs://, Parquet or Avro) and register them in the Hive metastore ([hive]). Several
-    /// sinks with one [sink] group_id share the partitions. SIGTERM or Ctrl-C closes the open
-    /// files and exits 0.
+    /// Write the table topics into the lake and the Hive metastore
+    ///
+    /// Files in Hive partitions ([sink] root: file:// or hdfs://, Parquet or Avro), registered
+    /// in the Hive metastore ([hive]). Several sinks with one [sink] group_id share the
+    /// partitions. SIGTERM or Ctrl-C closes the open files and exits 0. With [metrics] listen
+    /// it serves /metrics, /health and /ready.
     ///
     /// Example: binlake sink --config binlake.toml
     Sink {
+        /// The TOML config file (every key: deploy/config/example.toml).
         #[arg(long, env = "BINLAKE_CONFIG")]
         config: PathBuf,
     },
-    /// Rebuild a table from its compacted topic: read it from the first offset to the end
-    /// offsets taken at the start (or keep following), keep the last value per key, and write
-    /// the table into MySQL/MariaDB (batched upserts and deletes into a staging table that is
-    /// then swapped in with one RENAME) or as a Parquet snapshot directory. Exit 0 when done,
-    /// 1 when --verify found a difference, 2 on an error.
+    /// Rebuild a table from its compacted topic, into MySQL/MariaDB or a Parquet snapshot
+    ///
+    /// Reads the topic from the first offset to the end offsets taken at the start (or keeps
+    /// following), keeps the last value per key, and writes the table into MySQL/MariaDB
+    /// (batched upserts and deletes into a staging table that is then swapped in with one
+    /// RENAME) or as a Parquet snapshot directory. Exit 0 when done, 1 when --verify found a
+    /// difference, 2 on an error.
     ///
     /// Example: binlake rebuild --config binlake.toml --table shop.orders --into mysql://root@127.0.0.1:3306/restore --create --verify
     ///
@@ -158,6 +232,7 @@ enum Cmd {
     ///
     /// Example: binlake rebuild --config binlake.toml --topic binlake.shop.orders --into hdfs://nn:8020/snapshots/orders
     Rebuild {
+        /// The TOML config file (every key: deploy/config/example.toml).
         #[arg(long, env = "BINLAKE_CONFIG")]
         config: PathBuf,
         /// The table topic to read (or --table).
@@ -580,6 +655,30 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 if !report.equal() {
                     return Ok(ExitCode::from(1));
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status { config, json } => {
+            let cfg = Config::load(&config)?;
+            let status = binlake::status::read(&cfg).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{status}");
+            }
+            Ok(if status.purged {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Cmd::Config {
+            config,
+            print_defaults,
+        } => {
+            match config {
+                Some(p) if !print_defaults => print!("{}", Config::load(&p)?.to_toml_masked()),
+                _ => print!("{}", Config::defaults_toml()),
             }
             Ok(ExitCode::SUCCESS)
         }
