@@ -3,14 +3,16 @@
 # Formatting, lints (warnings are errors) and every test target, debug profile.
 # Integration tests start their own MariaDB, Nisshi broker, `binlake registry`, HDFS and
 # Hive metastore instances, and read topics and the lake back with Python confluent-kafka,
-# DuckDB, fastavro and Spark; the installers below are no-ops when everything is already
-# there.
+# DuckDB, fastavro and Spark; tests/deploy_files.rs checks the files under deploy/ with
+# deploy/check.sh. The installers below are no-ops when everything is already there.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 bash deploy/local/mariadb.sh install
 bash deploy/local/kafka.sh install
 bash deploy/local/hadoop.sh install
+# docker-compose, systemd-analyze and python3-yaml for deploy/check.sh (tests/deploy_files.rs).
+bash deploy/check.sh install
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
