@@ -74,11 +74,13 @@ pub fn into_lake(
     let total = reader.total();
     let mut progress = Counter::new("records read (2 passes)", total * 2);
     let mut last: HashMap<Box<[u8]>, (i32, i64, bool)> = HashMap::new();
+    let mut newest = super::Newest::default();
     while !reader.caught_up() {
         if stop.load(Ordering::Relaxed) {
             return Err(interrupted());
         }
         reader.poll(Duration::from_millis(200), &mut |rec| {
+            newest.offer(&rec);
             let key = rec.key.get(5..).unwrap_or_default();
             match last.get_mut(key) {
                 Some(v) => *v = (rec.partition, rec.offset, rec.value.is_none()),
@@ -98,7 +100,11 @@ pub fn into_lake(
     // Pass 2: those last records that are puts, into files.
     let tmp = format!(".{name}.binlake-tmp");
     store.delete(&tmp)?;
-    let latest = layouts.latest()?;
+    // The files have the columns of the newest change.
+    let latest = match newest.ids {
+        Some((k, v)) => layouts.layout(k, v)?,
+        None => layouts.latest()?,
+    };
     let mut out = Files {
         store: store.as_ref(),
         dir: tmp.clone(),

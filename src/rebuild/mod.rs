@@ -207,6 +207,57 @@ impl Layouts {
     }
 }
 
+/// The schemas of the topic's newest change (by `binlake.pos`): the table's current shape.
+/// Not the subjects' latest versions: a DROP COLUMN back to an earlier shape re-uses that
+/// shape's schema id, and the latest version stays the wider schema.
+#[derive(Default)]
+pub struct Newest {
+    pos: Vec<u8>,
+    /// (key schema id, value schema id) of the newest put.
+    pub ids: Option<(u32, u32)>,
+}
+
+impl Newest {
+    pub fn offer(&mut self, rec: &Rec<'_>) {
+        let (Some(value), Some(pos)) = (rec.value, rec.pos) else {
+            return;
+        };
+        if self.ids.is_some() && pos <= self.pos.as_slice() {
+            return;
+        }
+        let topic = "";
+        if let (Ok(k), Ok(v)) = (
+            schema_id(rec.key, topic, "key"),
+            schema_id(value, topic, "value"),
+        ) {
+            self.pos.clear();
+            self.pos.extend_from_slice(pos);
+            self.ids = Some((k, v));
+        }
+    }
+}
+
+/// Applies records to a MySQL writer: decodes each with its schemas, adds the columns a
+/// newer schema brings, notes the newest change.
+struct Apply {
+    layouts: Layouts,
+    latest_value: u32,
+    newest: Newest,
+}
+
+impl Apply {
+    fn apply(&mut self, rec: Rec<'_>, writer: &mut Writer) -> Result<()> {
+        self.newest.offer(&rec);
+        let (layout, value_id, d) = self.layouts.decode(&rec)?;
+        if value_id != self.latest_value && rec.value.is_some() {
+            self.latest_value = value_id;
+            let newer = self.layouts.def(value_id)?;
+            writer.add_columns(newer)?;
+        }
+        writer.push(&layout, &rec.key[5..], &d)
+    }
+}
+
 /// Rebuilds into MySQL/MariaDB. `source` is the configured server (`[mysql]`): a rebuild
 /// refuses to replace the very table it captures.
 pub fn into_mysql(
@@ -217,7 +268,7 @@ pub fn into_mysql(
     rt: tokio::runtime::Handle,
 ) -> Result<Summary> {
     let start = Instant::now();
-    let (mut layouts, def) = Layouts::open(cfg, &opts.topic, rt.clone())?;
+    let (layouts, def) = Layouts::open(cfg, &opts.topic, rt.clone())?;
     let (src_db, src_table) = def
         .source
         .split_once('.')
@@ -294,15 +345,10 @@ pub fn into_mysql(
     let mut reader = TopicReader::open(cfg, &opts.topic, opts.follow)?;
     let mut progress = Counter::new("records read", reader.total());
     tracing::info!(topic = %opts.topic, records = reader.total(), into = %url, "rebuild started");
-    let mut latest_value = layouts.latest_value;
-    let mut apply = |rec: Rec<'_>, writer: &mut Writer| -> Result<()> {
-        let (layout, value_id, d) = layouts.decode(&rec)?;
-        if value_id != latest_value && rec.value.is_some() {
-            latest_value = value_id;
-            let newer = layouts.def(value_id)?;
-            writer.add_columns(newer)?;
-        }
-        writer.push(&layout, &rec.key[5..], &d)
+    let mut apply = Apply {
+        latest_value: layouts.latest_value,
+        layouts,
+        newest: Newest::default(),
     };
     while !reader.caught_up() {
         if stop.load(Ordering::Relaxed) {
@@ -312,13 +358,17 @@ pub fn into_mysql(
             )));
         }
         reader.poll(Duration::from_millis(200), &mut |rec| {
-            apply(rec, &mut writer)
+            apply.apply(rec, &mut writer)
         })?;
         progress.set(reader.read + reader.replays);
     }
     writer.sync()?;
     progress.finish(reader.read + reader.replays);
     if existing.is_empty() {
+        // A table binlake created has the columns of the newest change, no more.
+        if let Some((_, value_id)) = apply.newest.ids {
+            writer.drop_columns_not_in(&apply.layouts.def(value_id)?)?;
+        }
         exec(
             &mut admin,
             format!("RENAME TABLE {} TO {}", q(&stage), q(&table)),
@@ -346,7 +396,7 @@ pub fn into_mysql(
         let mut idle = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let got = reader.poll(Duration::from_millis(100), &mut |rec| {
-                apply(rec, &mut writer)
+                apply.apply(rec, &mut writer)
             })?;
             if got {
                 idle = Instant::now();

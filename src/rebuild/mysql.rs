@@ -389,6 +389,44 @@ impl Writer {
     }
 
     /// Adds the columns of `newer` (a later schema of the table) that the target lacks.
+    /// Drops the columns `current` lacks (a DROP COLUMN at the source), after what was sent.
+    pub fn drop_columns_not_in(&mut self, current: &TableDef) -> Result<()> {
+        let gone: Vec<String> = self
+            .def
+            .columns
+            .iter()
+            .filter(|c| !current.columns.iter().any(|n| n.name == c.name))
+            .map(|c| c.name.clone())
+            .collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        self.sync()?;
+        for name in &gone {
+            tracing::info!(column = %name, table = %self.table, "dropping a column the source dropped");
+            self.exec(format!(
+                "ALTER TABLE {}.{} DROP COLUMN {}",
+                ident(&self.db),
+                ident(&self.table),
+                ident(name)
+            ))?;
+        }
+        let key_names: Vec<String> = self
+            .def
+            .key
+            .iter()
+            .map(|&k| self.def.columns[k].name.clone())
+            .collect();
+        self.def.columns.retain(|c| !gone.contains(&c.name));
+        self.def.key = key_names
+            .iter()
+            .filter_map(|n| self.def.columns.iter().position(|c| &c.name == n))
+            .collect();
+        self.maps.clear();
+        let cols: Vec<String> = self.def.columns.iter().map(|c| ident(&c.name)).collect();
+        self.broadcast(|ack| Job::Columns(cols.clone(), ack))
+    }
+
     pub fn add_columns(&mut self, newer: TableDef) -> Result<()> {
         let added: Vec<_> = newer
             .columns

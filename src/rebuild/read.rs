@@ -28,6 +28,8 @@ pub struct Rec<'a> {
     /// `None`: a tombstone.
     pub value: Option<&'a [u8]>,
     pub timestamp_ms: i64,
+    /// The `binlake.pos` header: orders changes across partitions.
+    pub pos: Option<&'a [u8]>,
 }
 
 pub struct TopicReader {
@@ -170,6 +172,7 @@ impl TopicReader {
             key: m.key().unwrap_or_default(),
             value: m.payload(),
             timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+            pos,
         })?;
         Ok(true)
     }

@@ -25,12 +25,19 @@ def latest(subject):
         return json.loads(json.loads(r.read())["schema"])
 
 
+def pos_order(pos):
+    """`FILE:OFFSET:ROW` or `FILE:OFFSET:sN` (snapshot rows sit before the binlog rows
+    at their offset) as a sortable tuple."""
+    file, offset, row = pos.rsplit(":", 2)
+    return (file, int(offset), 0, int(row[1:])) if row.startswith("s") else (file, int(offset), 1, int(row))
+
+
 def read_parquet(table_dir):
     import duckdb
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     pattern = os.path.join(table_dir, "**", "*.parquet")
-    src = f"read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)"
+    src = f"read_parquet('{pattern}', hive_partitioning = true, union_by_name = true, filename = true)"
     cols = con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()
     exprs = []
     for name, ty, *_ in cols:
@@ -38,7 +45,15 @@ def read_parquet(table_dir):
         exprs.append(f"CAST({q} AS TIMESTAMP) AS {q}" if ty == "TIMESTAMP WITH TIME ZONE" else q)
     cur = con.execute(f"SELECT {', '.join(exprs)} FROM {src}")
     names = [d[0] for d in cur.description]
-    return [dict(zip(names, r)) for r in cur.fetchall()]
+    rows = [dict(zip(names, r)) for r in cur.fetchall()]
+    columns = {}
+    for r in rows:
+        f = r.pop("filename")
+        if f not in columns:
+            columns[f] = {c[0] for c in con.execute(
+                f"DESCRIBE SELECT * FROM read_parquet('{f}')").fetchall()}
+        r["__columns"] = columns[f]
+    return rows
 
 
 def read_avro(table_dir):
@@ -46,7 +61,11 @@ def read_avro(table_dir):
     rows = []
     for path in sorted(glob.glob(os.path.join(table_dir, "**", "*.avro"), recursive=True)):
         with open(path, "rb") as f:
-            rows.extend(fastavro.reader(f))
+            reader = fastavro.reader(f)
+            names = {fl["name"] for fl in reader.writer_schema["fields"]}
+            for r in reader:
+                r["__columns"] = names
+                rows.append(r)
     return rows
 
 
@@ -71,6 +90,9 @@ for db in sorted(os.listdir(root)):
         rows = read_parquet(table_dir) if fmt == "parquet" else read_avro(table_dir)
         rows.sort(key=lambda r: (r["__kafka_partition"], r["__kafka_offset"]))
         seen, state, offsets, changes = set(), {}, {}, set()
+        # The table's current columns: those of the file holding its newest change.
+        dated = [r for r in rows if r.get("__pos") is not None]
+        current = max(dated, key=lambda r: pos_order(r["__pos"]))["__columns"] if dated else None
         for r in rows:
             po = (r["__kafka_partition"], r["__kafka_offset"])
             if po in seen:
@@ -89,7 +111,8 @@ for db in sorted(os.listdir(root)):
                 state.pop(key, None)
                 continue
             state[key] = {tags[n][0]: canonical(r.get(n), tags[n][1])
-                          for n in tags if not n.startswith("__")}
+                          for n in tags if not n.startswith("__")
+                          and (current is None or n in current)}
         stats["offsets"][f"{db}.{table}"] = offsets
         tables[f"{db}.{table}"] = sorted(state.values(), key=lambda x: json.dumps(x, sort_keys=True))
 print(json.dumps({"tables": tables, "stats": stats}, sort_keys=True, default=str))

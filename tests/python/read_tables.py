@@ -83,6 +83,7 @@ def murmur2(data):
 
 
 state = {}          # table -> key bytes -> row
+newest = {}         # table -> (binlake.pos, value schema id) of its newest change
 last_pos = {}       # (topic, partition) -> last applied binlake.pos
 applied_pos = set()
 stats = {"records": 0, "dropped": 0, "tombstones": 0, "duplicate_positions": 0, "misplaced": 0}
@@ -130,6 +131,10 @@ while remaining:
         rows.pop(msg.key(), None)
         continue
     schema_id = int.from_bytes(msg.value()[1:5], "big")
+    # The newest change of the table (binlake.pos orders them across partitions) was
+    # written with the table's current schema.
+    if table not in newest or pos > newest[table][0]:
+        newest[table] = (pos, schema_id)
     value = deserializer(msg.value(), SerializationContext(msg.topic(), MessageField.VALUE))
     types = field_types(schema_id)
     if value["__op"] == "d":
@@ -140,11 +145,13 @@ consumer.close()
 
 tables = {}
 for table, rows in state.items():
-    # Rows are shown in the table's current shape: the latest registered value schema (the
-    # last record read is no guide: partitions are read in any order, and a row untouched
-    # since a DDL still carries the older schema).
-    latest = registry.get_latest_version(f"{prefix}.{table}-value").schema_id
-    types = field_types(latest)
+    # Rows are shown in the table's current shape: the schema of its newest change. Not the
+    # latest registered version: after a DROP COLUMN back to an earlier shape the registry
+    # returns the earlier version's id and "latest" stays the wider one. (A row untouched
+    # since a DDL still carries the older schema; partitions are read in any order.)
+    current = newest[table][1] if table in newest else \
+        registry.get_latest_version(f"{prefix}.{table}-value").schema_id
+    types = field_types(current)
     cols = [types[n][0] for n in types if not n.startswith("__")]
     out = []
     for r in rows.values():

@@ -138,6 +138,15 @@ impl Broker {
         }
     }
 
+    /// SIGKILL (a crash), then starts it again on the same port and data.
+    pub fn kill9_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.launch();
+    }
+
     /// Starts it again on the same port and data.
     pub fn restart(&mut self) {
         self.stop();

@@ -1,0 +1,358 @@
+//! The chaos harness: a randomized workload against several tables while `binlake run`,
+//! `binlake sink`, the broker and MariaDB are killed with SIGKILL and restarted at random
+//! moments, and binlogs are rotated and purged (only what `run` has committed). At the end
+//! three views must equal the source, row by row: the topics (read by Python
+//! confluent-kafka), the tables rebuilt from the topics (`binlake rebuild --create`), and
+//! the lake's latest state per key (DuckDB); and no `binlake.pos` may be in the lake twice.
+//!
+//! Every run prints its seed; `CHAOS_SEED=n` replays the same choices (timings still vary).
+//! `CHAOS_TRIALS=n` sets the kills per component (default 3: the short run of the test
+//! suite; `deploy/local/chaos.sh` runs long ones). A process that exits by itself is
+//! restarted like a supervisor would, and reported.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use support::stack::Stack;
+use support::workload::{all_types_row, initial_rows, schema, Rng};
+
+const TABLES: [&str; 4] = ["app.all_types", "app.composite", "app.nopk", "app.big"];
+
+/// SQL through the `mariadb` client on the server's socket, without panicking: the server
+/// is down now and then.
+fn try_sql(sock: &Path, sql: &str) -> Result<String, String> {
+    let out = Command::new("mariadb")
+        .arg("--no-defaults")
+        .arg(format!("--socket={}", sock.display()))
+        .args([
+            "-uroot",
+            "-proot",
+            "--default-character-set=utf8mb4",
+            "-N",
+            "-e",
+            sql,
+        ])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// One random transaction of the workload (`n`: how many were run before).
+fn operation(rng: &mut Rng, n: u64) -> String {
+    let id = rng.below(300);
+    match rng.below(12) {
+        0 | 1 => format!(
+            "INSERT IGNORE INTO app.all_types VALUES {}",
+            all_types_row(id + 300)
+        ),
+        2 => format!(
+            "UPDATE app.all_types SET vc = 'u{n}', dec1 = {}.25, dtt = NOW(6) WHERE id = {id}",
+            rng.below(1000)
+        ),
+        3 => format!("DELETE FROM app.all_types WHERE id = {id}"),
+        // A primary-key change.
+        4 => format!(
+            "UPDATE IGNORE app.all_types SET id = {} WHERE id = {id}",
+            id + 1000 + rng.below(1000)
+        ),
+        5 => format!(
+            "INSERT INTO app.composite (tenant, id, v) VALUES ('t{}', {id}, 1) \
+             ON DUPLICATE KEY UPDATE v = v + 1",
+            rng.below(4)
+        ),
+        6 => format!("UPDATE IGNORE app.composite SET tenant = 'm{n}' WHERE id = {id} LIMIT 1"),
+        // A multi-row, multi-table transaction.
+        7 => format!(
+            "START TRANSACTION; DELETE FROM app.composite WHERE id = {id}; \
+             UPDATE app.all_types SET ti = (IFNULL(ti, 0) + 1) % 100 WHERE id BETWEEN {id} AND {}; \
+             INSERT INTO app.nopk VALUES ({id}, 'tx{n}'); COMMIT",
+            id + 30
+        ),
+        // One row at a time, to a value no other row has: identical rows of a keyless table
+        // share one key (README: limits), which a random workload must not create.
+        8 => format!("UPDATE app.nopk SET b = 'n{n}' WHERE a = {id} LIMIT 1"),
+        9 => format!("DELETE FROM app.nopk WHERE a = {id} LIMIT 1"),
+        // Large rows: about 200 KB each.
+        10 => format!(
+            "REPLACE INTO app.big VALUES ({}, REPEAT('{}', {}))",
+            id % 20,
+            (b'a' + (n % 26) as u8) as char,
+            100_000 + rng.below(100_000)
+        ),
+        _ => format!("DELETE FROM app.big WHERE id = {}", id % 20),
+    }
+}
+
+/// DDL steps, at fixed points of the workload; each rewrites every row so that the last
+/// record of every key has the table's current columns.
+fn ddl(step: u64) -> Option<&'static str> {
+    match step {
+        150 => Some(
+            "ALTER TABLE app.composite ADD COLUMN note VARCHAR(20) NULL; \
+             UPDATE app.composite SET note = CONCAT('n', v)",
+        ),
+        400 => Some(
+            "ALTER TABLE app.composite DROP COLUMN note; UPDATE app.composite SET v = v + 1000",
+        ),
+        _ => None,
+    }
+}
+
+fn kill9(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn mysqld_pid(dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(dir.join("mysqld.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+struct Harness {
+    stack: Stack,
+    lake: PathBuf,
+    sink_sections: String,
+    run: Child,
+    sink: Child,
+    runs: usize,
+    sinks: usize,
+    /// Processes that exited without being killed: (what, exit code, last log lines).
+    unplanned: Vec<String>,
+}
+
+impl Harness {
+    fn restart_run(&mut self) {
+        self.runs += 1;
+        self.run = self.stack.spawn_run(self.runs);
+    }
+
+    fn restart_sink(&mut self) {
+        self.sinks += 1;
+        self.sink = self.stack.spawn_sink(self.sinks, &self.sink_sections);
+    }
+
+    /// A supervisor's job: restart what exited by itself, and note it.
+    fn supervise(&mut self) {
+        if let Ok(Some(s)) = self.run.try_wait() {
+            let log = self.stack.run_log(self.runs);
+            let tail: Vec<&str> = log.lines().rev().take(3).collect();
+            self.unplanned
+                .push(format!("run-{} exited {s}: {tail:?}", self.runs));
+            self.restart_run();
+        }
+        if let Ok(Some(s)) = self.sink.try_wait() {
+            let log = self.stack.sink_log(self.sinks);
+            let tail: Vec<&str> = log.lines().rev().take(3).collect();
+            self.unplanned
+                .push(format!("sink-{} exited {s}: {tail:?}", self.sinks));
+            self.restart_sink();
+        }
+    }
+
+    /// The binlog file of the position `run` committed, if any.
+    fn committed_file(&self) -> Option<String> {
+        let out = Command::new(env!("CARGO_BIN_EXE_binlake"))
+            .args(["status", "--json", "--config"])
+            .arg(&self.stack.config)
+            .env("BINLAKE_LOG", "error")
+            .output()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let c = v["committed"].as_str()?;
+        Some(c.split(':').next()?.to_string())
+    }
+}
+
+#[test]
+fn chaos() {
+    let seed: u64 = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        });
+    let trials: usize = std::env::var("CHAOS_TRIALS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    println!("chaos seed {seed} (replay: CHAOS_SEED={seed}), {trials} kills per component");
+    let started = Instant::now();
+
+    // The sqlite engine: the broker's data survives its restarts.
+    let stack = Stack::start(true, "", "[snapshot]\nchunk_size = 50\n");
+    schema(&stack);
+    stack
+        .db
+        .sql("CREATE TABLE app.big (id INT PRIMARY KEY, body MEDIUMTEXT)");
+    initial_rows(&stack, 300);
+    let lake = stack.lake_dir("lake");
+    let sink_sections = format!(
+        "[sink]\nroot = \"file://{}\"\ngroup_id = \"chaos\"\nrotate_interval = \"2s\"\n",
+        lake.display()
+    );
+    let run = stack.spawn_run(0);
+    let sink = stack.spawn_sink(0, &sink_sections);
+    let mut h = Harness {
+        stack,
+        lake,
+        sink_sections,
+        run,
+        sink,
+        runs: 0,
+        sinks: 0,
+        unplanned: Vec::new(),
+    };
+
+    let sock = h.stack.db.dir.join("mysqld.sock");
+    let stop = AtomicBool::new(false);
+    let (done, failed) = (AtomicU64::new(0), AtomicU64::new(0));
+    let mut kills: BTreeMap<&str, usize> = BTreeMap::new();
+    std::thread::scope(|scope| {
+        // The workload: one transaction after another; a failed one (server down) is
+        // skipped, the source's final state is what counts.
+        scope.spawn(|| {
+            let mut rng = Rng(seed ^ 0x9e37_79b9_7f4a_7c15);
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let sql = ddl(n).map_or_else(|| operation(&mut rng, n), str::to_string);
+                match try_sql(&sock, &sql) {
+                    Ok(_) => done.fetch_add(1, Ordering::Relaxed),
+                    Err(_) if ddl(n).is_some() => {
+                        n -= 1; // the DDL step must happen: retry it
+                        std::thread::sleep(Duration::from_millis(200));
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                };
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+
+        // The faults, in a seeded order.
+        let mut rng = Rng(seed);
+        let mut plan: Vec<&str> = ["run", "sink", "broker", "mariadb", "binlog"]
+            .iter()
+            .flat_map(|c| std::iter::repeat_n(*c, trials))
+            .collect();
+        for i in (1..plan.len()).rev() {
+            plan.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        for what in plan {
+            std::thread::sleep(Duration::from_millis(500 + rng.below(2500)));
+            h.supervise();
+            match what {
+                "run" => {
+                    kill9(&mut h.run);
+                    h.restart_run();
+                }
+                "sink" => {
+                    kill9(&mut h.sink);
+                    h.restart_sink();
+                }
+                "broker" => h.stack.broker.kill9_restart(),
+                "mariadb" => {
+                    if let Some(pid) = mysqld_pid(&h.stack.db.dir) {
+                        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                        while Command::new("kill")
+                            .args(["-0", &pid.to_string()])
+                            .status()
+                            .is_ok_and(|s| s.success())
+                        {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(rng.below(1500)));
+                    h.stack.db.start_again();
+                }
+                _ => {
+                    // Rotate, then purge what `run` has committed (never more).
+                    let _ = try_sql(&sock, "FLUSH BINARY LOGS");
+                    if let Some(f) = h.committed_file() {
+                        let _ = try_sql(&sock, &format!("PURGE BINARY LOGS TO '{f}'"));
+                    }
+                }
+            }
+            *kills.entry(what).or_default() += 1;
+            println!(
+                "{:>6.1}s {what} fault; {} transactions so far",
+                started.elapsed().as_secs_f64(),
+                done.load(Ordering::Relaxed)
+            );
+        }
+        // Let the last faults settle while the workload goes on, then stop it.
+        std::thread::sleep(Duration::from_secs(3));
+        h.supervise();
+        stop.store(true, Ordering::Relaxed);
+    });
+    let (done, failed) = (done.into_inner(), failed.into_inner());
+    println!("workload: {done} transactions, {failed} failed while a server was down");
+
+    // Everything must converge: the topics, the lake, and tables rebuilt from the topics.
+    let limit = Duration::from_secs(240);
+    let topics = h.stack.wait_converged(&TABLES, limit);
+    h.supervise();
+    let lake_dir = h.lake.clone();
+    let lake = h.stack.wait_converged_with(&TABLES, limit, "lake", || {
+        h.stack.read_lake(&lake_dir, "parquet")
+    });
+    assert_eq!(
+        lake["duplicate_changes"], 0,
+        "a change twice in the lake: {lake}"
+    );
+    assert_eq!(lake["duplicate_offsets"], 0, "{lake}");
+    assert_eq!(lake["stray_files"], 0, "{lake}");
+    h.stack.db.sql("CREATE DATABASE rebuilt");
+    for t in TABLES {
+        let into = format!("mysql://root:root@127.0.0.1:{}/rebuilt", h.stack.db.port);
+        let r = support::cli::binlake(
+            &[
+                "rebuild",
+                "--config",
+                h.stack.config.to_str().expect("utf-8"),
+                "--table",
+                t,
+                "--into",
+                &into,
+                "--create",
+            ],
+            Duration::from_secs(120),
+        );
+        assert_eq!(r.code, Some(0), "rebuild {t}: {}{}", r.stdout, r.stderr);
+        let name = t.split_once('.').map_or(t, |(_, n)| n);
+        assert_eq!(
+            h.stack.source_table("rebuilt", name),
+            h.stack.source_table("app", name),
+            "{t} rebuilt from the topics differs from the source"
+        );
+    }
+    println!(
+        "chaos passed: seed {seed}, kills {kills:?}, {} run and {} sink processes, {done} \
+         transactions, {} records read, {} replays dropped by the position filter, {:.0} s; \
+         processes that exited by themselves: {:?}",
+        h.runs + 1,
+        h.sinks + 1,
+        topics["records"],
+        topics["dropped"],
+        started.elapsed().as_secs_f64(),
+        h.unplanned
+    );
+    kill9(&mut h.sink);
+    kill9(&mut h.run);
+}
