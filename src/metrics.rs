@@ -38,9 +38,9 @@ pub const NAMES: &[(&str, &str)] = &[
     ("binlake_snapshot_rows_estimated", "the server's estimate of the table's rows, by table"),
     ("binlake_snapshot_table_done", "1 once every range of the table is snapshotted, by table"),
     ("binlake_snapshot_complete", "1 once the initial snapshot is complete (or none is to be taken)"),
-    ("binlake_kafka_produce_seconds", "time from handing a record to the producer to its acknowledgement"),
+    ("binlake_kafka_produce_seconds", "time from handing a record to the producer to its acknowledgement (one record in 8 is timed)"),
     ("binlake_kafka_queue_records", "records sent to the producer and not acknowledged yet"),
-    ("binlake_end_to_end_seconds", "time from the source's commit (event timestamp, whole seconds on MariaDB) to Kafka's acknowledgement"),
+    ("binlake_end_to_end_seconds", "time from the source's commit (event timestamp, whole seconds on MariaDB) to Kafka's acknowledgement (one record in 8 is timed)"),
     // binlake sink
     ("binlake_sink_rows_total", "changes written into lake files, by table"),
     ("binlake_sink_files_total", "lake files committed, by table"),
@@ -188,9 +188,10 @@ pub async fn serve(cfg: &MetricsConfig) -> Result<Option<std::net::SocketAddr>> 
             tracing::error!(error = %e, "metrics endpoint stopped");
         }
     });
-    // Histograms keep their samples until drained: drain them even when nobody scrapes.
+    // Histograms keep their samples until drained: drain them every second, also when
+    // nobody scrapes (memory).
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
             handle.run_upkeep();
