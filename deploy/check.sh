@@ -8,7 +8,7 @@
 #   check.sh install
 #       apt-get install what the checks need, when missing: Debian's docker-compose (1.29.2,
 #       validates a Compose file without a Docker engine) unless `docker compose` works,
-#       systemd (for systemd-analyze) and python3-yaml.
+#       systemd (for systemd-analyze); PyYAML from PyPI.
 #   check.sh [--binary PATH]
 #       1. `docker compose config -q` (or `docker-compose config -q`) on docker-compose.yml;
 #       2. `systemd-analyze verify` on deploy/systemd/*.service, failing on any warning too
@@ -59,14 +59,16 @@ cmd_install() {
         pkgs+=(docker-compose)
     fi
     command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
-    python3 -c 'import yaml' >/dev/null 2>&1 || pkgs+=(python3-yaml)
+    # PyYAML from PyPI: python3 may not be Debian's (here it is pyenv's), so python3-yaml
+    # would not reach it.
+    python3 -c 'import yaml' >/dev/null 2>&1 || python3 -m pip install --quiet 'PyYAML==6.0.3'
     [ ${#pkgs[@]} -eq 0 ] && return 0
     apt_install "${pkgs[@]}"
     # Fail now rather than in the test.
     docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 ||
         die "docker-compose missing after install"
     command -v systemd-analyze >/dev/null 2>&1 || die "systemd-analyze missing after install"
-    python3 -c 'import yaml' || die "python3-yaml missing after install"
+    python3 -c 'import yaml' || die "PyYAML missing after install"
 }
 
 check_compose() {

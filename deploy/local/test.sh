@@ -11,7 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 bash deploy/local/mariadb.sh install
 bash deploy/local/kafka.sh install
 bash deploy/local/hadoop.sh install
-# docker-compose, systemd-analyze and python3-yaml for deploy/check.sh (tests/deploy_files.rs).
+# docker-compose, systemd-analyze and PyYAML for deploy/check.sh (tests/deploy_files.rs).
 bash deploy/check.sh install
 
 cargo fmt --all -- --check
