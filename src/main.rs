@@ -453,8 +453,12 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 None
             };
             let mut interrupted = false;
+            // SIGTERM or ctrl-c: flush, save the state, exit 0.
+            let stop = shutdown_signal();
+            tokio::pin!(stop);
             let mut last_save = Instant::now();
             let mut dirty = false;
+            let mut save_tick = tokio::time::interval(std::time::Duration::from_secs(1));
             while !printer.done() {
                 tokio::select! {
                     batch = rx.recv() => match batch {
@@ -493,7 +497,16 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                         }
                         None => break,
                     },
-                    _ = tokio::signal::ctrl_c() => { interrupted = true; break; }
+                    // Idle: what was printed is saved within a second too.
+                    _ = save_tick.tick(), if dirty && state_path.is_some() => {
+                        if let Some(p) = &state_path {
+                            printer.flush()?;
+                            state.save(p)?;
+                            last_save = Instant::now();
+                            dirty = false;
+                        }
+                    }
+                    _ = &mut stop => { interrupted = true; break; }
                 }
             }
             let more = !printer.done();

@@ -619,3 +619,46 @@ fn following_prints_each_change_as_it_arrives() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// SIGTERM (what systemd and Kubernetes send) stops `tail` like ctrl-c: output flushed, the
+/// state saved, exit 0.
+#[test]
+fn tail_stops_on_sigterm_with_its_state_saved() {
+    let db = MariaDb::start();
+    let start = binlog_end(&db);
+    db.sql("CREATE DATABASE cdc; CREATE TABLE cdc.t (id INT PRIMARY KEY); INSERT INTO cdc.t VALUES (1), (2)");
+    let cfg = config(&db, "binlake", "binlake", "");
+    let state = db.dir.join("tail-state.json");
+    let mut child = support::cli::spawn(
+        &[
+            "tail",
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "--from",
+            &start,
+            "--state",
+            state.to_str().expect("utf-8"),
+        ],
+        "warn",
+    );
+    let begun = std::time::Instant::now();
+    let saved = || -> Option<u64> {
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&state).ok()?).ok()?;
+        v["last"]["row"].as_u64()
+    };
+    while saved() != Some(1) {
+        assert!(begun.elapsed() < Duration::from_secs(30), "no state saved");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status();
+    let out = child.wait_with_output().expect("tail exits");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+}

@@ -115,7 +115,7 @@ fn columns(fields: &Option<Vec<FieldSchema>>) -> Vec<HiveColumn> {
 fn parse_uri(uri: &str) -> Result<SocketAddr> {
     let bad = |why: String| {
         Error::Hive(format!(
-            "[hive] metastore = \"{uri}\": {why} (expected thrift://host:port; set [hive] \
+            "[hive] uri = \"{uri}\": {why} (expected thrift://host:port; set [hive] \
              enabled = false to run the sink without a metastore)"
         ))
     };
@@ -161,7 +161,7 @@ impl Hive {
             Ok(_) => Ok(hive),
             Err(e) => Err(Error::Hive(format!(
                 "cannot reach the metastore at {uri} ({e}); start it (locally: bash \
-                 deploy/local/hadoop.sh start), fix [hive] metastore, or set [hive] enabled = \
+                 deploy/local/hadoop.sh start), fix [hive] uri, or set [hive] enabled = \
                  false to run the sink without one"
             ))),
         }
