@@ -629,7 +629,7 @@ fn tail_stops_on_sigterm_with_its_state_saved() {
     db.sql("CREATE DATABASE cdc; CREATE TABLE cdc.t (id INT PRIMARY KEY); INSERT INTO cdc.t VALUES (1), (2)");
     let cfg = config(&db, "binlake", "binlake", "");
     let state = db.dir.join("tail-state.json");
-    let mut child = support::cli::spawn(
+    let child = support::cli::spawn(
         &[
             "tail",
             "--config",
