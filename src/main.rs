@@ -584,6 +584,8 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         }
         Cmd::Run { config, from } => {
             let cfg = Config::load(&config)?;
+            // Not ready until run has read its state and knows whether a snapshot is due.
+            binlake::metrics::health().set("snapshot", Some("starting".into()));
             binlake::metrics::serve(&cfg.metrics).await?;
             binlake::run::run(&cfg, from, shutdown_signal()).await?;
             tracing::info!("binlake run stopped");
