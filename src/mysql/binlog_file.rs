@@ -126,8 +126,13 @@ fn decode_reader(
                 detail: format!("event size {size} is smaller than its header"),
             });
         }
-        buf.resize(size, 0);
-        let got = read_full(&mut f, &mut buf[19..]).map_err(io)?;
+        // The body grows as it is read: a corrupt size must not allocate (up to 4 GiB)
+        // bytes the file does not have.
+        buf.truncate(19);
+        let got = (&mut f)
+            .take(size as u64 - 19)
+            .read_to_end(&mut buf)
+            .map_err(io)?;
         if got != size - 19 {
             return Err(Error::Corrupt {
                 file: name,
