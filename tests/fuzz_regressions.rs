@@ -94,3 +94,14 @@ fn fails_at(fixture_name: &str, offset: u64, what: &str) -> Error {
 fn huge_event_size_is_a_truncation_not_an_allocation() {
     fails_at("binlog-event-size-4gib.bin", 4, "file is truncated");
 }
+
+/// An UPDATE_ROWS event whose column bitmaps name no column: each row took 0 bytes, so the
+/// decoder emitted the same empty row forever (libFuzzer: out-of-memory, rss 2.4 GB).
+#[test]
+fn rows_without_columns_are_an_error_not_an_endless_loop() {
+    fails_at(
+        "binlog-rows-without-columns.bin",
+        195,
+        "a row image with no columns",
+    );
+}

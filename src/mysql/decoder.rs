@@ -440,6 +440,7 @@ impl Decoder {
             source,
         };
         while !r.buf.is_empty() {
+            let left = r.buf.len();
             let before = match (op, &before_cols) {
                 (Op::Update | Op::Delete, Some(cols)) => Some(
                     table
@@ -456,6 +457,20 @@ impl Decoder {
                 ),
                 _ => None,
             };
+            if r.buf.len() == left {
+                // Images that carry no column take no bytes: the rest of the event would
+                // repeat this row forever.
+                return Err(Error::Corrupt {
+                    file: self.file.to_string(),
+                    offset,
+                    detail: format!(
+                        "rows event for {}: a row image with no columns, {} bytes of row data \
+                         left over",
+                        table.schema.full_name(),
+                        left
+                    ),
+                });
+            }
             let row = self.row_in_offset;
             self.row_in_offset += 1;
             if self.skipped(offset, row) {
