@@ -105,3 +105,14 @@ fn rows_without_columns_are_an_error_not_an_endless_loop() {
         "a row image with no columns",
     );
 }
+
+/// A 19-byte STOP event in a CRC32 file: mysql_common's `Event::read` slices the 4 checksum
+/// bytes off a body of 0 bytes and panics (`data.len() - 4`, events/mod.rs:156).
+#[test]
+fn event_without_room_for_its_checksum_is_an_error_not_a_panic() {
+    fails_at(
+        "binlog-event-too-short-for-crc.bin",
+        125,
+        "no room for the 4-byte checksum",
+    );
+}

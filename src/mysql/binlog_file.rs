@@ -13,7 +13,7 @@ use mysql_common::binlog::events::{Event, FormatDescriptionEvent};
 
 use crate::change::Change;
 use crate::error::{Error, Result};
-use crate::mysql::decoder::{event_type, frame, Decoder};
+use crate::mysql::decoder::{event_type, read_event, Decoder};
 
 const MAGIC: [u8; 4] = [0xfe, b'b', b'i', b'n'];
 
@@ -143,15 +143,10 @@ fn decode_reader(
                 ),
             });
         }
-        frame(&buf).map_err(|detail| Error::Corrupt {
+        let ev = read_event(&fde, &buf).map_err(|detail| Error::Corrupt {
             file: name.clone(),
             offset,
             detail,
-        })?;
-        let ev = Event::read(&fde, &buf[..]).map_err(|e| Error::Corrupt {
-            file: name.clone(),
-            offset,
-            detail: e.to_string(),
         })?;
         verify_checksum(&ev, &name, offset)?;
         if ev.header().event_type_raw() == event_type::FORMAT_DESCRIPTION {

@@ -11,9 +11,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use mysql_common::binlog::consts::BinlogChecksumAlg;
 use mysql_common::binlog::events::{
-    Event, GtidEvent, QueryEvent, RotateEvent, RowsEventData, TableMapEvent,
-    TransactionPayloadEvent,
+    Event, FormatDescriptionEvent, GtidEvent, QueryEvent, RotateEvent, RowsEventData,
+    TableMapEvent, TransactionPayloadEvent,
 };
 use mysql_common::proto::MySerialize;
 
@@ -386,7 +387,12 @@ impl Decoder {
                 offset,
                 detail: format!("inside transaction payload at byte {at}: {detail}"),
             })?;
-            let inner = Event::read(&fde, &bytes[at..at + size]).map_err(self.err_at(offset))?;
+            let inner =
+                read_event(&fde, &bytes[at..at + size]).map_err(|detail| Error::Corrupt {
+                    file: self.file.to_string(),
+                    offset,
+                    detail: format!("inside transaction payload at byte {at}: {detail}"),
+                })?;
             self.handle(&inner, offset, false, out)?;
             at += size;
         }
@@ -557,6 +563,29 @@ pub fn frame(buf: &[u8]) -> Result<usize, String> {
         ));
     }
     Ok(size)
+}
+
+/// Parses the complete event at the start of `buf` with the format description in force,
+/// after checking what mysql_common's `Event::read` assumes (and panics on otherwise): a
+/// complete event (see [`frame`]) with room for its checksum when its format has one.
+pub fn read_event(fde: &FormatDescriptionEvent<'_>, buf: &[u8]) -> Result<Event, String> {
+    let size = frame(buf)?;
+    if buf[4] != et::FORMAT_DESCRIPTION {
+        // A format description carries its own checksum setting (and is at least as long as
+        // its fixed part whenever it names an algorithm); other events follow `fde`.
+        let footer = fde.footer();
+        let checksummed = footer.get_checksum_enabled()
+            && !matches!(
+                footer.get_checksum_alg(),
+                Ok(None) | Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_OFF))
+            );
+        if checksummed && size < 19 + 4 {
+            return Err(format!(
+                "event of {size} bytes has no room for the 4-byte checksum its format requires"
+            ));
+        }
+    }
+    Event::read(fde, &buf[..size]).map_err(|e| e.to_string())
 }
 
 fn mysql_gtid(g: &GtidEvent) -> String {
