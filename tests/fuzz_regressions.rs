@@ -116,3 +116,107 @@ fn event_without_room_for_its_checksum_is_an_error_not_a_panic() {
         "no room for the 4-byte checksum",
     );
 }
+
+/// A TRANSACTION_PAYLOAD whose header (after a mutation) names compression type 239:
+/// mysql_common's parser unwraps the unknown type and panics (transaction_payload_event.rs:308).
+/// binlake now parses the header itself.
+#[test]
+fn payload_with_a_damaged_header_is_an_error_not_a_panic() {
+    fails_at(
+        "binlog-payload-bad-compression-type.bin",
+        274,
+        "transaction payload: the header ends early",
+    );
+}
+
+const COMPRESSED: &str =
+    "tests/fixtures/mysql-binlogs/blackbeam-rust_mysql_common/transaction_compression.000001";
+/// Offset of the TRANSACTION_PAYLOAD event in [`COMPRESSED`] (MySQL 8.0.32, CRC32).
+const PAYLOAD_AT: usize = 274;
+
+fn lenenc(v: u64) -> Vec<u8> {
+    match v {
+        0..=250 => vec![v as u8],
+        251..=0xffff => [&[0xfc][..], &(v as u16).to_le_bytes()].concat(),
+        0x1_0000..=0xff_ffff => [&[0xfd][..], &(v as u32).to_le_bytes()[..3]].concat(),
+        _ => [&[0xfe][..], &v.to_le_bytes()].concat(),
+    }
+}
+
+fn field(ty: u64, value: u64) -> Vec<u8> {
+    let v = lenenc(value);
+    [lenenc(ty), lenenc(v.len() as u64), v].concat()
+}
+
+/// [`COMPRESSED`] with its payload event rebuilt from these header fields (the zstd payload
+/// as MySQL wrote it), CRC32 recomputed.
+fn with_payload_header(compression: u64, uncompressed: Option<u64>) -> Vec<u8> {
+    let file = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(COMPRESSED)).unwrap();
+    let ev = &file[PAYLOAD_AT..];
+    let size = u32::from_le_bytes(ev[9..13].try_into().unwrap()) as usize;
+    assert_eq!(ev[4], 40, "the fixture's payload event moved");
+    // The original header is 10 bytes: compression 0, uncompressed size 179, payload size 124.
+    let payload = &ev[19 + 10..size - 4];
+    assert_eq!(payload.len(), 124);
+    let mut body = field(2, compression);
+    if let Some(n) = uncompressed {
+        body.extend(field(3, n));
+    }
+    body.extend(field(1, payload.len() as u64));
+    body.push(0);
+    body.extend_from_slice(payload);
+    let mut event = ev[..19].to_vec();
+    event.extend(body);
+    let new_size = event.len() as u32 + 4;
+    event[9..13].copy_from_slice(&new_size.to_le_bytes());
+    event[13..17].copy_from_slice(&(PAYLOAD_AT as u32 + new_size).to_le_bytes());
+    let crc = crc32fast::hash(&event);
+    event.extend(crc.to_le_bytes());
+    // The events after the payload keep their bytes (only their log positions are stale,
+    // which decoding files does not read).
+    [&file[..PAYLOAD_AT], &event[..], &ev[size..]].concat()
+}
+
+#[test]
+fn rebuilt_payload_header_decodes_like_the_original() {
+    let original = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(COMPRESSED)).unwrap();
+    let (r, want) = decode(&original);
+    r.unwrap();
+    assert!(!want.is_empty());
+    let (r, got) = decode(&with_payload_header(0, Some(179)));
+    r.unwrap();
+    assert_eq!(format!("{got:?}"), format!("{want:?}"));
+    // Without the (optional) uncompressed size, too.
+    let (r, got) = decode(&with_payload_header(0, None));
+    r.unwrap();
+    assert_eq!(got.len(), want.len());
+}
+
+/// The decoder reserved the header's uncompressed size up front (`Vec::with_capacity`): a
+/// damaged size aborted with "capacity overflow" or a huge allocation. Now the payload is read
+/// event by event, and a size that disagrees with the events is an error.
+#[test]
+fn payload_uncompressed_size_is_checked_not_trusted() {
+    for claimed in [1u64 << 62, 1 << 40, 178, 180] {
+        let (r, _) = decode(&with_payload_header(0, Some(claimed)));
+        assert!(LARGEST.load(Ordering::Relaxed) <= ALLOC_LIMIT);
+        let e = r.expect_err("a wrong uncompressed size").to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{NAME} at offset {PAYLOAD_AT}: transaction payload"
+            )),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn payload_with_an_unknown_compression_type_is_an_error() {
+    let (r, _) = decode(&with_payload_header(7, Some(179)));
+    let e = r.expect_err("compression type 7").to_string();
+    assert!(
+        e.starts_with(&format!("{NAME} at offset {PAYLOAD_AT}: "))
+            && e.contains("unknown compression type 7"),
+        "{e}"
+    );
+}
