@@ -220,3 +220,10 @@ fn payload_with_an_unknown_compression_type_is_an_error() {
         "{e}"
     );
 }
+
+/// A TABLE_MAP event with an empty body: the table-map cache read its 6-byte table id with
+/// `copy_from_slice` from fewer bytes and panicked (decoder.rs, `knows_table_map`).
+#[test]
+fn empty_table_map_is_an_error_not_a_panic() {
+    fails_at("binlog-empty-table-map.bin", 36, "enough data");
+}

@@ -147,7 +147,8 @@ impl Decoder {
         let data = ev.data();
         // The table id is the first 6 bytes of the body (4 on ancient servers; both fine here).
         let mut id = [0u8; 8];
-        id[..6].copy_from_slice(&data[..6.min(data.len())]);
+        let n = data.len().min(6);
+        id[..n].copy_from_slice(&data[..n]);
         self.tables
             .get(&u64::from_le_bytes(id))
             .is_some_and(|c| c.tme == data)
