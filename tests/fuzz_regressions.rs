@@ -240,3 +240,16 @@ fn timestamp_fraction_of_a_second_or_more_is_a_decode_error() {
         "invalid fractional seconds value",
     );
 }
+
+/// A table map (inside a zstd transaction payload) giving an ENUM a value size of 39 bytes:
+/// reading a value shifted a u64 by 8 × 38 bits and panicked ("attempt to shift left with
+/// overflow"; in a release build, a wrong value). Column metadata outside MySQL's formats
+/// (ENUM/SET size, BIT > 64, DECIMAL precision/scale, fsp > 6) is now refused with the table map.
+#[test]
+fn impossible_column_metadata_is_a_table_map_error() {
+    fails_at(
+        "binlog-enum-pack-length.bin",
+        730,
+        "a.test_table_3 column `@7`: ENUM/SET value size 39",
+    );
+}

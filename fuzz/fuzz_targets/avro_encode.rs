@@ -64,7 +64,7 @@ enum Ty {
 
 impl Ty {
     /// The SQL type, within what the decoder produces (DECIMAL 1..=65 digits with a scale of at
-    /// most 30 and not above the precision; integer widths 1, 2, 3, 4, 8; fsp 0..=6).
+    /// most 38 (MariaDB) and not above the precision; integer widths 1, 2, 3, 4, 8; fsp 0..=6).
     fn sql(self) -> SqlType {
         match self {
             Ty::Int { bytes, unsigned } => SqlType::Int {
@@ -77,7 +77,7 @@ impl Ty {
                 let precision = 1 + precision % 65;
                 SqlType::Decimal {
                     precision,
-                    scale: scale % (precision.min(30) + 1),
+                    scale: scale % (precision.min(38) + 1),
                 }
             }
             Ty::Bit { bits } => SqlType::Bit { bits: bits % 65 },

@@ -258,19 +258,21 @@ fn expect_field(c: &Column, v: &Value) -> Result<A, String> {
         Value::Null => return Err("NULL in NOT NULL".into()),
         _ => {}
     }
-    // Zero dates (documented): NULL when nullable, else the epoch.
+    // Dates without a calendar value (zero, or 2024-02-31), as documented: NULL when
+    // nullable, else the epoch.
     let zero = match (&c.ty, v) {
         (SqlType::Date, Value::Date(d)) | (SqlType::DateTime { .. }, Value::DateTime(d, _)) => {
-            d.month == 0 || d.day == 0
+            civil_days(d.year, d.month, d.day).is_err()
         }
         _ => false,
     };
     if zero {
-        return Ok(match (c.nullable, &c.ty) {
-            (true, _) => A::Union(0, Box::new(A::Null)),
-            (false, SqlType::Date) => A::Date(0),
-            (false, _) => A::LocalTimestampMicros(0),
-        });
+        return match (c.nullable, v) {
+            (true, _) => Ok(A::Union(0, Box::new(A::Null))),
+            (false, Value::DateTime(_, t)) if !time_of_day_ok(t) => Err("time of day".into()),
+            (false, Value::Date(_)) => Ok(A::Date(0)),
+            (false, _) => Ok(A::LocalTimestampMicros(0)),
+        };
     }
     plain(&c.ty, v).map(wrap)
 }
@@ -351,7 +353,7 @@ fn plain(ty: &SqlType, v: &Value) -> Result<A, String> {
         (SqlType::Date, Value::Date(d)) => A::Date(civil_days(d.year, d.month, d.day)? as i32),
         (SqlType::DateTime { .. }, Value::DateTime(d, t)) => {
             let days = civil_days(d.year, d.month, d.day)?;
-            if t.hour > 23 || t.minute > 59 || t.second > 59 || t.micros > 999_999 {
+            if !time_of_day_ok(t) {
                 return Err("time of day out of range".into());
             }
             let secs =
@@ -369,7 +371,7 @@ fn plain(ty: &SqlType, v: &Value) -> Result<A, String> {
             )
         }
         (SqlType::Time { .. }, Value::Time(d)) => {
-            if d.minute > 59 || d.second > 59 || d.micros > 999_999 {
+            if d.minute > 59 || d.second > 59 || d.micros > 999_999 || d.hours > 1 << 20 {
                 return Err("TIME part out of range".into());
             }
             let t = ((d.hours as i64 * 60 + d.minute as i64) * 60 + d.second as i64) * 1_000_000
@@ -386,6 +388,10 @@ fn plain(ty: &SqlType, v: &Value) -> Result<A, String> {
         }
         _ => return no(),
     })
+}
+
+fn time_of_day_ok(t: &binlake::change::TimeOfDay) -> bool {
+    t.hour <= 23 && t.minute <= 59 && t.second <= 59 && t.micros <= 999_999
 }
 
 /// Days since 1970-01-01 of a real calendar date (chrono decides what is one).
