@@ -120,6 +120,20 @@ impl Date {
     pub fn is_zero(&self) -> bool {
         self.month == 0 || self.day == 0
     }
+
+    /// A real calendar date: not zero, and not a day past its month's end (MySQL stores
+    /// 2024-02-31 under ALLOW_INVALID_DATES).
+    pub fn is_calendar(&self) -> bool {
+        let leap = self.year % 4 == 0 && (self.year % 100 != 0 || self.year % 400 == 0);
+        let days = match self.month {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if leap => 29,
+            2 => 28,
+            _ => return false,
+        };
+        (1..=days).contains(&self.day)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +158,7 @@ pub struct Duration {
 }
 
 impl Duration {
-    /// Signed microseconds.
+    /// Signed microseconds (overflows past ±2.5 million hours, which no decoded TIME has).
     pub fn total_micros(&self) -> i64 {
         let t = ((self.hours as i64 * 60 + self.minute as i64) * 60 + self.second as i64)
             * 1_000_000

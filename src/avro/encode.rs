@@ -89,10 +89,12 @@ impl Encoder {
             }
             _ => {}
         }
-        // A zero date has no calendar value: NULL when the column allows it, else the epoch
-        // (as Debezium does); README documents it.
-        let zero = match v {
-            Value::Date(d) | Value::DateTime(d, _) => d.is_zero(),
+        // A zero date (or MySQL's 2024-02-31) has no calendar value: NULL when the column
+        // allows it, else the epoch (as Debezium does for zero dates); README documents it.
+        let zero = match (f.kind, v) {
+            (Kind::Date, Value::Date(d)) | (Kind::LocalTimestampMicros, Value::DateTime(d, _)) => {
+                !d.is_calendar()
+            }
             _ => false,
         };
         if f.nullable {
@@ -146,7 +148,12 @@ impl Encoder {
             (Kind::Bytes, Value::Bytes(b) | Value::Bit(b)) => bytes(out, b),
             (Kind::Bytes, Value::String(s)) => bytes(out, s.as_bytes()),
             (Kind::Date, Value::Date(d)) => long(out, if zero { 0 } else { days(d) }),
+            // Out-of-range parts (which the decoder refuses) would read back as another
+            // instant: refused here too, never folded into the next minute or day.
             (Kind::LocalTimestampMicros, Value::DateTime(d, t)) => {
+                if t.hour > 23 || t.minute > 59 || t.second > 59 || t.micros > 999_999 {
+                    return Err(mismatch());
+                }
                 let micros = if zero {
                     0
                 } else {
@@ -158,9 +165,19 @@ impl Encoder {
                 long(out, micros)
             }
             (Kind::TimestampMicros, Value::Timestamp { secs, micros, .. }) => {
-                long(out, secs * 1_000_000 + *micros as i64)
+                let us = secs
+                    .checked_mul(1_000_000)
+                    .and_then(|s| s.checked_add(*micros as i64))
+                    .filter(|_| *micros <= 999_999)
+                    .ok_or_else(mismatch)?;
+                long(out, us)
             }
-            (Kind::TimeMicros, Value::Time(d)) => long(out, d.total_micros()),
+            (Kind::TimeMicros, Value::Time(d)) => {
+                if d.minute > 59 || d.second > 59 || d.micros > 999_999 || d.hours > 1 << 20 {
+                    return Err(mismatch());
+                }
+                long(out, d.total_micros())
+            }
             (Kind::Geometry, Value::Geometry { srid, wkb }) => {
                 // MySQL's own layout: SRID (little-endian u32), then the WKB.
                 long(out, 4 + wkb.len() as i64);
@@ -478,6 +495,77 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("binlog_row_image = FULL"), "{e}");
+    }
+
+    #[test]
+    fn dates_without_a_calendar_value_are_null_or_the_epoch() {
+        use crate::change::{Date, TimeOfDay};
+        use crate::schema::{Column, KeySource, SqlType, TableSchema};
+        let col = |name: &str, ty: SqlType, nullable| Column {
+            name: name.into(),
+            ty,
+            nullable,
+            declared: None,
+        };
+        let t = TableSchema {
+            db: "d".into(),
+            table: "t".into(),
+            columns: vec![
+                col("a", SqlType::Date, false),
+                col("b", SqlType::Date, true),
+                col("c", SqlType::DateTime { fsp: 0 }, false),
+            ],
+            key: vec![0],
+            key_source: KeySource::PrimaryKey,
+            collation: None,
+        };
+        let enc = Encoder::new(TableSchemas::derive(&t, "p.d.t"), "d.t".into());
+        // 2024-02-31 (ALLOW_INVALID_DATES) used to be written as 2024-03-02.
+        let feb31 = Date {
+            year: 2024,
+            month: 2,
+            day: 31,
+        };
+        let noon = TimeOfDay {
+            hour: 12,
+            minute: 0,
+            second: 0,
+            micros: 0,
+            fsp: 0,
+        };
+        let row = [
+            Value::Date(feb31),
+            Value::Date(feb31),
+            Value::DateTime(feb31, noon),
+        ];
+        let mut out = Vec::new();
+        enc.key(&row, &mut out).unwrap();
+        assert_eq!(out, [0], "NOT NULL: the epoch");
+        out.clear();
+        enc.value(&row, "c", 0, "", &mut out).unwrap();
+        assert_eq!(&out[..3], [0, 0, 0], "the epoch, null, the epoch");
+        // A time of day past 23:59:59.999999 would read back as the next day: refused.
+        let late = TimeOfDay { hour: 24, ..noon };
+        let d = Date {
+            year: 2024,
+            month: 2,
+            day: 29,
+        };
+        let row = [Value::Date(d), Value::Null, Value::DateTime(d, late)];
+        assert!(enc.value(&row, "c", 0, "", &mut out).is_err());
+        assert!(!feb31.is_calendar() && d.is_calendar());
+        assert!(!Date {
+            year: 1900,
+            month: 2,
+            day: 29
+        }
+        .is_calendar());
+        assert!(Date {
+            year: 2000,
+            month: 2,
+            day: 29
+        }
+        .is_calendar());
     }
 
     #[test]

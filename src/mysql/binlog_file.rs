@@ -13,7 +13,7 @@ use mysql_common::binlog::events::{Event, FormatDescriptionEvent};
 
 use crate::change::Change;
 use crate::error::{Error, Result};
-use crate::mysql::decoder::{event_type, frame, Decoder};
+use crate::mysql::decoder::{event_type, read_event, Decoder};
 
 const MAGIC: [u8; 4] = [0xfe, b'b', b'i', b'n'];
 
@@ -46,11 +46,44 @@ pub fn decode_file(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string());
+    let context = format!("reading {}", path.display());
+    let f = std::fs::File::open(path).map_err(|e| Error::Io {
+        context: context.clone(),
+        cause: e,
+    })?;
+    decode_reader(
+        &name,
+        &context,
+        std::io::BufReader::with_capacity(1 << 20, f),
+        decoder,
+        emit,
+    )
+}
+
+/// Decodes the bytes of one binlog file named `name` (errors name it and the event offset):
+/// what [`decode_file`] does once the file is read. The fuzz targets call this.
+pub fn decode_bytes(
+    name: &str,
+    bytes: &[u8],
+    decoder: &mut Decoder,
+    emit: &mut dyn FnMut(&mut Vec<Change>) -> Result<()>,
+) -> Result<()> {
+    decode_reader(name, &format!("reading {name}"), bytes, decoder, emit)
+}
+
+/// Decodes a binlog file's bytes from `f`; `context` names the input in I/O errors.
+fn decode_reader(
+    name: &str,
+    context: &str,
+    mut f: impl Read,
+    decoder: &mut Decoder,
+    emit: &mut dyn FnMut(&mut Vec<Change>) -> Result<()>,
+) -> Result<()> {
+    let name = name.to_string();
     let io = |e| Error::Io {
-        context: format!("reading {}", path.display()),
+        context: context.to_string(),
         cause: e,
     };
-    let mut f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).map_err(io)?);
     let mut magic = [0u8; 4];
     let n = read_full(&mut f, &mut magic).map_err(io)?;
     if n < 4 || magic != MAGIC {
@@ -93,8 +126,13 @@ pub fn decode_file(
                 detail: format!("event size {size} is smaller than its header"),
             });
         }
-        buf.resize(size, 0);
-        let got = read_full(&mut f, &mut buf[19..]).map_err(io)?;
+        // The body grows as it is read: a corrupt size must not allocate (up to 4 GiB)
+        // bytes the file does not have.
+        buf.truncate(19);
+        let got = (&mut f)
+            .take(size as u64 - 19)
+            .read_to_end(&mut buf)
+            .map_err(io)?;
         if got != size - 19 {
             return Err(Error::Corrupt {
                 file: name,
@@ -105,15 +143,10 @@ pub fn decode_file(
                 ),
             });
         }
-        frame(&buf).map_err(|detail| Error::Corrupt {
+        let ev = read_event(&fde, &buf).map_err(|detail| Error::Corrupt {
             file: name.clone(),
             offset,
             detail,
-        })?;
-        let ev = Event::read(&fde, &buf[..]).map_err(|e| Error::Corrupt {
-            file: name.clone(),
-            offset,
-            detail: e.to_string(),
         })?;
         verify_checksum(&ev, &name, offset)?;
         if ev.header().event_type_raw() == event_type::FORMAT_DESCRIPTION {

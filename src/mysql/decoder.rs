@@ -9,11 +9,12 @@
 //! - a change at or before the resume point is never emitted.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::sync::Arc;
 
+use mysql_common::binlog::consts::BinlogChecksumAlg;
 use mysql_common::binlog::events::{
-    Event, GtidEvent, QueryEvent, RotateEvent, RowsEventData, TableMapEvent,
-    TransactionPayloadEvent,
+    Event, FormatDescriptionEvent, GtidEvent, QueryEvent, RotateEvent, RowsEventData, TableMapEvent,
 };
 use mysql_common::proto::MySerialize;
 
@@ -146,7 +147,8 @@ impl Decoder {
         let data = ev.data();
         // The table id is the first 6 bytes of the body (4 on ancient servers; both fine here).
         let mut id = [0u8; 8];
-        id[..6].copy_from_slice(&data[..6.min(data.len())]);
+        let n = data.len().min(6);
+        id[..n].copy_from_slice(&data[..n]);
         self.tables
             .get(&u64::from_le_bytes(id))
             .is_some_and(|c| c.tme == data)
@@ -368,27 +370,65 @@ impl Decoder {
         self.flush(false, out);
     }
 
+    /// Decodes the events inside a TRANSACTION_PAYLOAD, one at a time as they decompress
+    /// (memory is one inner event, whatever sizes the header claims).
     fn payload(&mut self, ev: &Event, offset: u64, out: &mut Vec<Change>) -> Result<()> {
-        let tpe: TransactionPayloadEvent<'_> = ev.read_event().map_err(self.err_at(offset))?;
-        let mut bytes = Vec::with_capacity(tpe.uncompressed_size() as usize);
-        {
-            let mut r = tpe.decompressed().map_err(self.err_at(offset))?;
-            std::io::Read::read_to_end(&mut r, &mut bytes).map_err(self.err_at(offset))?;
-        }
+        let corrupt = |file: &str, detail: String| Error::Corrupt {
+            file: file.to_string(),
+            offset,
+            detail: format!("transaction payload: {detail}"),
+        };
+        let p = parse_payload(ev.data()).map_err(|d| corrupt(&self.file, d))?;
+        let decompressed: Box<dyn std::io::Read + '_> = match p.compression {
+            PAYLOAD_ZSTD => Box::new(
+                zstd::stream::read::Decoder::with_buffer(p.payload)
+                    .map_err(|e| corrupt(&self.file, e.to_string()))?,
+            ),
+            PAYLOAD_NONE => Box::new(p.payload),
+            other => {
+                return Err(corrupt(
+                    &self.file,
+                    format!("unknown compression type {other}"),
+                ))
+            }
+        };
+        // Past the declared size the payload is corrupt: no need to decompress further.
+        let mut r = decompressed.take(p.uncompressed_size.map_or(u64::MAX, |n| n + 1));
         // Inner events use the outer format description, and carry no checksum (WL#3549).
         let mut footer = ev.fde().footer();
         footer.set_checksum_enabled(false);
         let fde = ev.fde().clone().with_footer(footer);
-        let mut at = 0usize;
-        while at < bytes.len() {
-            let size = frame(&bytes[at..]).map_err(|detail| Error::Corrupt {
-                file: self.file.to_string(),
-                offset,
-                detail: format!("inside transaction payload at byte {at}: {detail}"),
-            })?;
-            let inner = Event::read(&fde, &bytes[at..at + size]).map_err(self.err_at(offset))?;
+        let mut at = 0u64;
+        let mut buf = Vec::new();
+        loop {
+            let inside = |detail: String| format!("inside at byte {at}: {detail}");
+            buf.clear();
+            let n = (&mut r)
+                .take(19)
+                .read_to_end(&mut buf)
+                .map_err(|e| corrupt(&self.file, inside(e.to_string())))?;
+            if n == 0 {
+                break;
+            }
+            if n == 19 {
+                let size = u32::from_le_bytes([buf[9], buf[10], buf[11], buf[12]]) as u64;
+                (&mut r)
+                    .take(size.saturating_sub(19))
+                    .read_to_end(&mut buf)
+                    .map_err(|e| corrupt(&self.file, inside(e.to_string())))?;
+            }
+            let inner = read_event(&fde, &buf).map_err(|d| corrupt(&self.file, inside(d)))?;
+            if inner.header().event_size() as usize != buf.len() {
+                return Err(corrupt(&self.file, inside("truncated event".into())));
+            }
             self.handle(&inner, offset, false, out)?;
-            at += size;
+            at += buf.len() as u64;
+        }
+        if let Some(n) = p.uncompressed_size.filter(|n| *n != at) {
+            return Err(corrupt(
+                &self.file,
+                format!("the header says {n} bytes uncompressed, the events take {at}"),
+            ));
         }
         Ok(())
     }
@@ -440,6 +480,7 @@ impl Decoder {
             source,
         };
         while !r.buf.is_empty() {
+            let left = r.buf.len();
             let before = match (op, &before_cols) {
                 (Op::Update | Op::Delete, Some(cols)) => Some(
                     table
@@ -456,6 +497,20 @@ impl Decoder {
                 ),
                 _ => None,
             };
+            if r.buf.len() == left {
+                // Images that carry no column take no bytes: the rest of the event would
+                // repeat this row forever.
+                return Err(Error::Corrupt {
+                    file: self.file.to_string(),
+                    offset,
+                    detail: format!(
+                        "rows event for {}: a row image with no columns, {} bytes of row data \
+                         left over",
+                        table.schema.full_name(),
+                        left
+                    ),
+                });
+            }
             let row = self.row_in_offset;
             self.row_in_offset += 1;
             if self.skipped(offset, row) {
@@ -521,6 +576,62 @@ fn rotate_name(ev: &Event, r: &RotateEvent<'_>) -> String {
     String::from_utf8_lossy(raw).into_owned()
 }
 
+const PAYLOAD_ZSTD: u64 = 0;
+const PAYLOAD_NONE: u64 = 255;
+
+/// The header fields and the (compressed) payload of a TRANSACTION_PAYLOAD body.
+struct Payload<'a> {
+    compression: u64,
+    uncompressed_size: Option<u64>,
+    payload: &'a [u8],
+}
+
+/// Parses a TRANSACTION_PAYLOAD body (MySQL's Transaction_payload_event: fields of
+/// type, length, value as length-encoded integers up to an end mark, then the payload). Parsed
+/// here rather than by mysql_common, whose parser panics on an unknown compression type and
+/// on a field length past the event.
+fn parse_payload(data: &[u8]) -> Result<Payload<'_>, String> {
+    let mut r = Reader::new(data);
+    let (mut size, mut compression, mut uncompressed_size) = (None, None, None);
+    let e = |e: crate::mysql::types::DecodeError| match e {
+        crate::mysql::types::DecodeError::Truncated { needed, left } => {
+            format!("the header ends early: a field needs {needed} bytes, {left} left")
+        }
+        e => format!("header: {e}"),
+    };
+    loop {
+        let field = r.lenenc().map_err(e)?;
+        if field == 0 {
+            break; // end of the header
+        }
+        let len = r.lenenc().map_err(e)?;
+        let value = r
+            .take(usize::try_from(len).unwrap_or(usize::MAX))
+            .map_err(e)?;
+        let int = || Reader::new(value).lenenc().map_err(e);
+        match field {
+            1 => size = Some(int()?),
+            2 => compression = Some(int()?),
+            3 => uncompressed_size = Some(int()?),
+            _ => {} // a field of a later version
+        }
+    }
+    let (Some(size), Some(compression)) = (size, compression) else {
+        return Err("header without payload size or compression type".into());
+    };
+    if size != r.buf.len() as u64 {
+        return Err(format!(
+            "header says {size} bytes of payload, the event has {}",
+            r.buf.len()
+        ));
+    }
+    Ok(Payload {
+        compression,
+        uncompressed_size,
+        payload: r.buf,
+    })
+}
+
 /// Size of the complete event at the start of `buf`, checked against what `buf` holds, so
 /// that parsing never reads past an event (mysql_common panics on short input).
 pub fn frame(buf: &[u8]) -> Result<usize, String> {
@@ -542,6 +653,29 @@ pub fn frame(buf: &[u8]) -> Result<usize, String> {
         ));
     }
     Ok(size)
+}
+
+/// Parses the complete event at the start of `buf` with the format description in force,
+/// after checking what mysql_common's `Event::read` assumes (and panics on otherwise): a
+/// complete event (see [`frame`]) with room for its checksum when its format has one.
+pub fn read_event(fde: &FormatDescriptionEvent<'_>, buf: &[u8]) -> Result<Event, String> {
+    let size = frame(buf)?;
+    if buf[4] != et::FORMAT_DESCRIPTION {
+        // A format description carries its own checksum setting (and is at least as long as
+        // its fixed part whenever it names an algorithm); other events follow `fde`.
+        let footer = fde.footer();
+        let checksummed = footer.get_checksum_enabled()
+            && !matches!(
+                footer.get_checksum_alg(),
+                Ok(None) | Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_OFF))
+            );
+        if checksummed && size < 19 + 4 {
+            return Err(format!(
+                "event of {size} bytes has no room for the 4-byte checksum its format requires"
+            ));
+        }
+    }
+    Event::read(fde, &buf[..size]).map_err(|e| e.to_string())
 }
 
 fn mysql_gtid(g: &GtidEvent) -> String {

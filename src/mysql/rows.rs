@@ -214,6 +214,9 @@ impl TableDecoder {
                     "{db}.{table} column `{name}` has binlog type {t}, which binlake cannot decode; \
                      exclude the column ([capture] exclude_columns) or the table"
                 )),
+                DecodeError::Invalid { detail, .. } => {
+                    bad(format!("{db}.{table} column `{name}`: {detail}"))
+                }
                 e => e,
             })?;
             codecs.push(codec);
@@ -424,6 +427,10 @@ fn codec_for(
         T::MYSQL_TYPE_DOUBLE => (Codec::Double, SqlType::Double),
         T::MYSQL_TYPE_NEWDECIMAL => {
             let (precision, scale) = (b0, md.get(1).copied().unwrap_or(0));
+            // MySQL: scale up to 30; MariaDB: up to 38.
+            if !(1..=65).contains(&precision) || scale > precision.min(38) {
+                return Err(bad(format!("DECIMAL({precision},{scale})")));
+            }
             (
                 Codec::Decimal { precision, scale },
                 SqlType::Decimal { precision, scale },
@@ -431,6 +438,9 @@ fn codec_for(
         }
         T::MYSQL_TYPE_BIT => {
             let bits = md.get(1).copied().unwrap_or(0) as u16 * 8 + b0 as u16;
+            if bits > 64 {
+                return Err(bad(format!("BIT({bits})")));
+            }
             (
                 Codec::Bit {
                     bytes: bits.div_ceil(8) as u8,
@@ -474,6 +484,15 @@ fn codec_for(
         }
         T::MYSQL_TYPE_ENUM | T::MYSQL_TYPE_SET => {
             let pack = md.get(1).copied().unwrap_or(1);
+            // ENUM: 1 or 2 bytes (up to 65535 members); SET: 1, 2, 3, 4 or 8 (64 members).
+            let valid: &[u8] = if real == T::MYSQL_TYPE_ENUM {
+                &[1, 2]
+            } else {
+                &[1, 2, 3, 4, 8]
+            };
+            if !valid.contains(&pack) {
+                return Err(bad(format!("ENUM/SET value size {pack}")));
+            }
             if real == T::MYSQL_TYPE_ENUM {
                 let values = enum_values.next().or_else(server_members);
                 (
@@ -554,6 +573,9 @@ fn codec_for(
             },
         ),
         T::MYSQL_TYPE_DATE | T::MYSQL_TYPE_NEWDATE => (Codec::Date, SqlType::Date),
+        T::MYSQL_TYPE_DATETIME2 | T::MYSQL_TYPE_TIMESTAMP2 | T::MYSQL_TYPE_TIME2 if b0 > 6 => {
+            return Err(bad(format!("fractional seconds precision {b0}")))
+        }
         T::MYSQL_TYPE_DATETIME2 => (Codec::DateTime2 { fsp: b0 }, SqlType::DateTime { fsp: b0 }),
         T::MYSQL_TYPE_TIMESTAMP2 => (
             Codec::Timestamp2 { fsp: b0 },

@@ -228,19 +228,27 @@ impl Codec {
             }
             Codec::Date => {
                 let v = r.le(3)?;
-                Value::Date(Date {
+                let d = Date {
                     year: (v >> 9) as u16,
                     month: ((v >> 5) & 15) as u8,
                     day: (v & 31) as u8,
-                })
+                };
+                check_date("DATE", &d)?;
+                Value::Date(d)
             }
             Codec::DateTime2 { fsp } => {
                 let int = r.be(5)? as i64 - 0x80_0000_0000;
                 let micros = read_fraction(r, *fsp)?;
+                if int < 0 {
+                    return Err(DecodeError::Invalid {
+                        what: "DATETIME",
+                        detail: "negative (sign bit clear)".into(),
+                    });
+                }
                 let ymd = int >> 17;
                 let ym = ymd >> 5;
                 let hms = int % (1 << 17);
-                Value::DateTime(
+                let (d, t) = (
                     Date {
                         year: (ym / 13) as u16,
                         month: (ym % 13) as u8,
@@ -253,7 +261,10 @@ impl Codec {
                         micros,
                         fsp: *fsp,
                     },
-                )
+                );
+                check_date("DATETIME", &d)?;
+                check_time_of_day("DATETIME", &t)?;
+                Value::DateTime(d, t)
             }
             Codec::Timestamp2 { fsp } => {
                 let secs = r.be(4)? as i64;
@@ -268,7 +279,13 @@ impl Codec {
             Codec::DateTimeOld => {
                 let v = r.le(8)?;
                 let (d, t) = (v / 1_000_000, v % 1_000_000);
-                Value::DateTime(
+                if d / 10_000 > 9999 {
+                    return Err(DecodeError::Invalid {
+                        what: "DATETIME",
+                        detail: format!("{v} is past year 9999"),
+                    });
+                }
+                let (d, t) = (
                     Date {
                         year: (d / 10_000) as u16,
                         month: (d / 100 % 100) as u8,
@@ -281,7 +298,10 @@ impl Codec {
                         micros: 0,
                         fsp: 0,
                     },
-                )
+                );
+                check_date("DATETIME", &d)?;
+                check_time_of_day("DATETIME", &t)?;
+                Value::DateTime(d, t)
             }
             Codec::TimestampOld => Value::Timestamp {
                 secs: r.le(4)? as i64,
@@ -292,14 +312,14 @@ impl Codec {
                 let raw = r.le(3)? as i64;
                 let v = (raw << 40) >> 40; // sign-extend 24 bits
                 let a = v.unsigned_abs();
-                Value::Time(Duration {
+                Value::Time(check_time(Duration {
                     negative: v < 0,
                     hours: (a / 10_000) as u32,
                     minute: (a / 100 % 100) as u8,
                     second: (a % 100) as u8,
                     micros: 0,
                     fsp: 0,
-                })
+                })?)
             }
             Codec::Enum { pack, values } => {
                 let idx = r.le(*pack as usize)?;
@@ -344,7 +364,7 @@ fn arr<const N: usize>(b: &[u8]) -> [u8; N] {
 
 /// Fractional seconds of DATETIME2/TIMESTAMP2 (unsigned), in microseconds.
 fn read_fraction(r: &mut Reader<'_>, fsp: u8) -> Result<u32, DecodeError> {
-    Ok(match fsp {
+    let micros = match fsp {
         0 => 0,
         1 | 2 => r.be(1)? as u32 * 10_000,
         3 | 4 => r.be(2)? as u32 * 100,
@@ -355,7 +375,60 @@ fn read_fraction(r: &mut Reader<'_>, fsp: u8) -> Result<u32, DecodeError> {
                 detail: fsp.to_string(),
             })
         }
-    })
+    };
+    if micros > 999_999 {
+        return Err(DecodeError::Invalid {
+            what: "fractional seconds",
+            detail: format!("{micros} µs is a second or more"),
+        });
+    }
+    Ok(micros)
+}
+
+/// MySQL never stores a month past 12 or a day past 31 (ALLOW_INVALID_DATES allows day 31 in
+/// any month, and zero parts): other bit patterns are damage, and would be read as another
+/// date.
+fn check_date(what: &'static str, d: &Date) -> Result<(), DecodeError> {
+    if d.month > 12 || d.day > 31 {
+        return Err(DecodeError::Invalid {
+            what,
+            detail: format!("{:04}-{:02}-{:02}", d.year, d.month, d.day),
+        });
+    }
+    Ok(())
+}
+
+/// A time of day is at most 23:59:59.999999.
+fn check_time_of_day(what: &'static str, t: &TimeOfDay) -> Result<(), DecodeError> {
+    if t.hour > 23 || t.minute > 59 || t.second > 59 || t.micros > 999_999 {
+        return Err(DecodeError::Invalid {
+            what,
+            detail: format!(
+                "time of day {:02}:{:02}:{:02}.{:06}",
+                t.hour, t.minute, t.second, t.micros
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A TIME's minutes and seconds are below 60 and its fraction below a second (its hours are
+/// not checked: MySQL's ±838 is a limit of the SQL type, not of the format).
+fn check_time(d: Duration) -> Result<Duration, DecodeError> {
+    if d.minute > 59 || d.second > 59 || d.micros > 999_999 {
+        return Err(DecodeError::Invalid {
+            what: "TIME",
+            detail: format!(
+                "{}{}:{:02}:{:02}.{:06}",
+                if d.negative { "-" } else { "" },
+                d.hours,
+                d.minute,
+                d.second,
+                d.micros
+            ),
+        });
+    }
+    Ok(d)
 }
 
 /// TIME2: MySQL's packed signed time (see my_time_packed_from_binary).
@@ -392,7 +465,7 @@ fn decode_time2(r: &mut Reader<'_>, fsp: u8) -> Result<Duration, DecodeError> {
     let negative = packed < 0;
     let a = packed.unsigned_abs();
     let hms = a >> 24;
-    Ok(Duration {
+    check_time(Duration {
         negative,
         hours: ((hms >> 12) % (1 << 10)) as u32,
         minute: ((hms >> 6) % 64) as u8,

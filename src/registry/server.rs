@@ -211,7 +211,8 @@ impl Query {
     }
 }
 
-fn percent_decode(s: &str) -> String {
+/// Decodes `%XX` escapes and `+` of a query string component (invalid escapes stay as they are).
+pub fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -246,7 +247,7 @@ struct SchemaRequest {
 }
 
 /// Parses a schema request body into (text, parsed Avro schema).
-fn parse_schema_body(body: &Bytes) -> Result<(String, compat::Parsed), RegistryError> {
+pub fn parse_schema_body(body: &Bytes) -> Result<(String, compat::Parsed), RegistryError> {
     let req: SchemaRequest = serde_json::from_slice(body).map_err(|e| {
         RegistryError::Unprocessable(format!("the body is not a schema request: {e}"))
     })?;
@@ -507,7 +508,8 @@ struct ConfigRequest {
     compatibility: Option<String>,
 }
 
-fn parse_level(body: &Bytes) -> Result<Level, RegistryError> {
+/// Parses a config request body (`{"compatibility": "FULL"}`).
+pub fn parse_level(body: &Bytes) -> Result<Level, RegistryError> {
     let req: ConfigRequest = serde_json::from_slice(body).map_err(|e| {
         RegistryError::Unprocessable(format!("the body is not a config request: {e}"))
     })?;
