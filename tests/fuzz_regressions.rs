@@ -253,3 +253,71 @@ fn impossible_column_metadata_is_a_table_map_error() {
         "a.test_table_3 column `@7`: ENUM/SET value size 39",
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Registry (fuzz target registry_input)
+// ---------------------------------------------------------------------------------------------
+
+mod registry {
+    use binlake::registry::compat;
+    use binlake::registry::records::{schema_key, SchemaValue};
+    use binlake::registry::state::{Plan, State};
+
+    const A: &str = r#"{"type":"record","name":"R","fields":[{"name":"n","type":"int"}]}"#;
+    const B: &str = r#""string""#;
+
+    fn put(st: &mut State, subject: &str, version: u32, id: u32, schema: &str) {
+        let v = SchemaValue {
+            subject: subject.into(),
+            version,
+            id,
+            schema: schema.into(),
+            deleted: false,
+            schema_type: None,
+        };
+        st.apply(&schema_key(subject, version), Some(&v.to_bytes()));
+    }
+
+    /// A `_schemas` record (written by another registry, or damaged) with id 4294967295: the
+    /// next registration computed `max_id + 1` and panicked ("attempt to add with overflow";
+    /// a release build handed out id 0).
+    #[test]
+    fn id_after_u32_max_is_an_error_not_an_overflow() {
+        let mut st = State::default();
+        put(&mut st, "a", 1, u32::MAX, A);
+        let e = st
+            .plan_register("b", B, &compat::parse(B).unwrap())
+            .unwrap_err();
+        assert_eq!(e.status(), 500, "{e}");
+        assert!(e.to_string().contains("no schema id left"), "{e}");
+        // Ids are Java ints for Confluent's clients: none past i32::MAX is handed out either.
+        let mut st = State::default();
+        put(&mut st, "a", 1, i32::MAX as u32, A);
+        assert!(st
+            .plan_register("b", B, &compat::parse(B).unwrap())
+            .is_err());
+        // The schema already registered keeps its id under another subject.
+        let Plan::New(v) = st
+            .plan_register("c", A, &compat::parse(A).unwrap())
+            .unwrap()
+        else {
+            panic!("expected a new version")
+        };
+        assert_eq!((v.id, v.version), (i32::MAX as u32, 1));
+    }
+
+    /// The same for versions: a subject at version 4294967295 has no next version.
+    #[test]
+    fn version_after_u32_max_is_an_error_not_an_overflow() {
+        let mut st = State::default();
+        put(&mut st, "a", u32::MAX, 1, A);
+        st.apply(
+            br#"{"keytype":"CONFIG","subject":null,"magic":0}"#,
+            Some(br#"{"compatibilityLevel":"NONE"}"#),
+        );
+        let e = st
+            .plan_register("a", B, &compat::parse(B).unwrap())
+            .unwrap_err();
+        assert!(e.to_string().contains("no version left"), "{e}");
+    }
+}
