@@ -306,6 +306,39 @@ mod registry {
         assert_eq!((v.id, v.version), (i32::MAX as u32, 1));
     }
 
+    /// A schema whose record name is not an Avro name (here `é`, reached by mutating a
+    /// registered schema): apache-avro 0.21 unwraps the name check and panics
+    /// (schema.rs:272), in a request handler or, for a `_schemas` record, in the task that
+    /// reads the log. Invalid aliases the same (`fix_aliases_namespace`).
+    #[test]
+    fn invalid_names_are_invalid_schemas_not_panics() {
+        for bad in [
+            r#"{"type":"record","name":"é","fields":[]}"#,
+            r#"{"type":"record","name":"R","fields":[{"name":"f","type":{"type":"enum","name":"1x","symbols":["A"]}}]}"#,
+            r#"["null",{"type":"fixed","name":"F","size":2,"aliases":[""]}]"#,
+            r#"{"type":"array","items":{"type":"record","name":"R","aliases":["a-b"],"fields":[]}}"#,
+            r#"{"type":"map","values":{"type":"error","name":"x.","fields":[]}}"#,
+        ] {
+            let e = compat::parse(bad).expect_err(bad);
+            assert!(e.contains("Invalid"), "{bad}: {e}");
+        }
+        // Valid names, namespaces and aliases still parse.
+        compat::parse(
+            r#"{"type":"record","name":"a.b.R","aliases":["S","c.T"],"fields":[{"name":"f","type":{"type":"fixed","name":"_F1","size":1}}]}"#,
+        )
+        .unwrap();
+        // As a `_schemas` record: stored unparsed (its id keeps its text), no panic.
+        let mut st = State::default();
+        put(
+            &mut st,
+            "a",
+            1,
+            1,
+            r#"{"type":"record","name":"é","fields":[]}"#,
+        );
+        assert!(st.schema(1).is_some_and(|s| s.parsed.is_none()));
+    }
+
     /// The same for versions: a subject at version 4294967295 has no next version.
     #[test]
     fn version_after_u32_max_is_an_error_not_an_overflow() {
