@@ -339,6 +339,22 @@ mod registry {
         assert!(st.schema(1).is_some_and(|s| s.parsed.is_none()));
     }
 
+    /// A fixed with a property named like a schema keyword (`"items": 2`): apache-avro keeps
+    /// it as an attribute and its `canonical_form()` then panics ("got invalid JSON value for
+    /// canonical form of schema: 2", schema.rs:2315). The registry computed that form for
+    /// every schema it parsed and used it nowhere; it no longer does.
+    #[test]
+    fn keyword_named_properties_do_not_panic() {
+        for s in [
+            r#"{"type":"fixed","name":"F","size":6,"items":2}"#,
+            r#"{"type":"record","name":"R","fields":[],"size":"x"}"#,
+            r#"{"type":"enum","name":"E","symbols":["A"],"values":1.5,"fields":null}"#,
+        ] {
+            let p = compat::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+            assert_eq!(compat::identity_of(None, s), p.identity);
+        }
+    }
+
     /// The same for versions: a subject at version 4294967295 has no next version.
     #[test]
     fn version_after_u32_max_is_an_error_not_an_overflow() {

@@ -18,8 +18,6 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone)]
 pub struct Parsed {
     pub schema: Schema,
-    /// The Parsing Canonical Form (used in messages and the fingerprint-like comparisons).
-    pub canonical: String,
     /// The full normalized JSON form: equal for equal schemas, see the module invariant.
     pub identity: String,
 }
@@ -30,12 +28,10 @@ pub fn parse(text: &str) -> Result<Parsed, String> {
     check_names(&json)?;
     let schema = Schema::parse(&json).map_err(|e| e.to_string())?;
     let identity = serde_json::to_string(&schema).map_err(|e| e.to_string())?;
-    let canonical = schema.canonical_form();
-    Ok(Parsed {
-        schema,
-        canonical,
-        identity,
-    })
+    // Not `schema.canonical_form()`: apache-avro 0.21 panics computing it for a schema with a
+    // property named like a schema keyword where it means nothing (`"items": 2` on a fixed),
+    // and nothing in the registry needs it.
+    Ok(Parsed { schema, identity })
 }
 
 /// Checks the names and aliases of the named types (record, enum, fixed) in a schema's JSON,
@@ -322,7 +318,10 @@ mod tests {
         )
         .unwrap();
         // Same Parsing Canonical Form, but a different schema for the registry.
-        assert_eq!(a.canonical, with_default.canonical);
+        assert_eq!(
+            a.schema.canonical_form(),
+            with_default.schema.canonical_form()
+        );
         assert_ne!(a.identity, with_default.identity);
     }
 
