@@ -254,6 +254,18 @@ fn impossible_column_metadata_is_a_table_map_error() {
     );
 }
 
+/// A table map whose optional metadata gives an ENUM/SET column 7 022 809 677 396 276 740
+/// members in 10 bytes: mysql_common reserves that many up front and panicked ("capacity
+/// overflow"; a smaller count allocates without bound). binlake checks the lists first.
+#[test]
+fn enum_member_count_past_the_event_is_an_error_not_an_allocation() {
+    fails_at(
+        "binlog-enum-member-count.bin",
+        126,
+        "7022809677396276740 members in 10 bytes",
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Registry (fuzz target registry_input)
 // ---------------------------------------------------------------------------------------------
