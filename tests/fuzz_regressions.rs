@@ -253,3 +253,132 @@ fn impossible_column_metadata_is_a_table_map_error() {
         "a.test_table_3 column `@7`: ENUM/SET value size 39",
     );
 }
+
+/// A table map whose optional metadata gives an ENUM/SET column 7 022 809 677 396 276 740
+/// members in 10 bytes: mysql_common reserves that many up front and panicked ("capacity
+/// overflow"; a smaller count allocates without bound). binlake checks the lists first.
+#[test]
+fn enum_member_count_past_the_event_is_an_error_not_an_allocation() {
+    fails_at(
+        "binlog-enum-member-count.bin",
+        126,
+        "7022809677396276740 members in 10 bytes",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry (fuzz target registry_input)
+// ---------------------------------------------------------------------------------------------
+
+mod registry {
+    use binlake::registry::compat;
+    use binlake::registry::records::{schema_key, SchemaValue};
+    use binlake::registry::state::{Plan, State};
+
+    const A: &str = r#"{"type":"record","name":"R","fields":[{"name":"n","type":"int"}]}"#;
+    const B: &str = r#""string""#;
+
+    fn put(st: &mut State, subject: &str, version: u32, id: u32, schema: &str) {
+        let v = SchemaValue {
+            subject: subject.into(),
+            version,
+            id,
+            schema: schema.into(),
+            deleted: false,
+            schema_type: None,
+        };
+        st.apply(&schema_key(subject, version), Some(&v.to_bytes()));
+    }
+
+    /// A `_schemas` record (written by another registry, or damaged) with id 4294967295: the
+    /// next registration computed `max_id + 1` and panicked ("attempt to add with overflow";
+    /// a release build handed out id 0).
+    #[test]
+    fn id_after_u32_max_is_an_error_not_an_overflow() {
+        let mut st = State::default();
+        put(&mut st, "a", 1, u32::MAX, A);
+        let e = st
+            .plan_register("b", B, &compat::parse(B).unwrap())
+            .unwrap_err();
+        assert_eq!(e.status(), 500, "{e}");
+        assert!(e.to_string().contains("no schema id left"), "{e}");
+        // Ids are Java ints for Confluent's clients: none past i32::MAX is handed out either.
+        let mut st = State::default();
+        put(&mut st, "a", 1, i32::MAX as u32, A);
+        assert!(st
+            .plan_register("b", B, &compat::parse(B).unwrap())
+            .is_err());
+        // The schema already registered keeps its id under another subject.
+        let Plan::New(v) = st
+            .plan_register("c", A, &compat::parse(A).unwrap())
+            .unwrap()
+        else {
+            panic!("expected a new version")
+        };
+        assert_eq!((v.id, v.version), (i32::MAX as u32, 1));
+    }
+
+    /// A schema whose record name is not an Avro name (here `é`, reached by mutating a
+    /// registered schema): apache-avro 0.21 unwraps the name check and panics
+    /// (schema.rs:272), in a request handler or, for a `_schemas` record, in the task that
+    /// reads the log. Invalid aliases the same (`fix_aliases_namespace`).
+    #[test]
+    fn invalid_names_are_invalid_schemas_not_panics() {
+        for bad in [
+            r#"{"type":"record","name":"é","fields":[]}"#,
+            r#"{"type":"record","name":"R","fields":[{"name":"f","type":{"type":"enum","name":"1x","symbols":["A"]}}]}"#,
+            r#"["null",{"type":"fixed","name":"F","size":2,"aliases":[""]}]"#,
+            r#"{"type":"array","items":{"type":"record","name":"R","aliases":["a-b"],"fields":[]}}"#,
+            r#"{"type":"map","values":{"type":"error","name":"x.","fields":[]}}"#,
+        ] {
+            let e = compat::parse(bad).expect_err(bad);
+            assert!(e.contains("Invalid"), "{bad}: {e}");
+        }
+        // Valid names, namespaces and aliases still parse.
+        compat::parse(
+            r#"{"type":"record","name":"a.b.R","aliases":["S","c.T"],"fields":[{"name":"f","type":{"type":"fixed","name":"_F1","size":1}}]}"#,
+        )
+        .unwrap();
+        // As a `_schemas` record: stored unparsed (its id keeps its text), no panic.
+        let mut st = State::default();
+        put(
+            &mut st,
+            "a",
+            1,
+            1,
+            r#"{"type":"record","name":"é","fields":[]}"#,
+        );
+        assert!(st.schema(1).is_some_and(|s| s.parsed.is_none()));
+    }
+
+    /// A fixed with a property named like a schema keyword (`"items": 2`): apache-avro keeps
+    /// it as an attribute and its `canonical_form()` then panics ("got invalid JSON value for
+    /// canonical form of schema: 2", schema.rs:2315). The registry computed that form for
+    /// every schema it parsed and used it nowhere; it no longer does.
+    #[test]
+    fn keyword_named_properties_do_not_panic() {
+        for s in [
+            r#"{"type":"fixed","name":"F","size":6,"items":2}"#,
+            r#"{"type":"record","name":"R","fields":[],"size":"x"}"#,
+            r#"{"type":"enum","name":"E","symbols":["A"],"values":1.5,"fields":null}"#,
+        ] {
+            let p = compat::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+            assert_eq!(compat::identity_of(None, s), p.identity);
+        }
+    }
+
+    /// The same for versions: a subject at version 4294967295 has no next version.
+    #[test]
+    fn version_after_u32_max_is_an_error_not_an_overflow() {
+        let mut st = State::default();
+        put(&mut st, "a", u32::MAX, 1, A);
+        st.apply(
+            br#"{"keytype":"CONFIG","subject":null,"magic":0}"#,
+            Some(br#"{"compatibilityLevel":"NONE"}"#),
+        );
+        let e = st
+            .plan_register("a", B, &compat::parse(B).unwrap())
+            .unwrap_err();
+        assert!(e.to_string().contains("no version left"), "{e}");
+    }
+}

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use mysql_common::binlog::events::{OptionalMetaExtractor, OptionalMetadataField, TableMapEvent};
 use mysql_common::constants::ColumnType as T;
+use mysql_common::proto::MySerialize;
 
 use crate::change::{Row, Value};
 use crate::config::KeyMode;
@@ -123,12 +124,14 @@ impl TableDecoder {
         for field in tme.iter_optional_meta() {
             match field.map_err(|e| bad(e.to_string()))? {
                 OptionalMetadataField::EnumStrValue(v) => {
+                    check_members(&raw(&v), "ENUM")?;
                     for e in v.iter_values() {
                         let e = e.map_err(|e| bad(e.to_string()))?;
                         enum_values.push(members(e.values().iter().map(|x| x.value_raw())));
                     }
                 }
                 OptionalMetadataField::SetStrValue(v) => {
+                    check_members(&raw(&v), "SET")?;
                     for e in v.iter_values() {
                         let e = e.map_err(|e| bad(e.to_string()))?;
                         set_values.push(members(e.values().iter().map(|x| x.value_raw())));
@@ -350,6 +353,36 @@ impl TableDecoder {
 pub struct Image {
     present: Vec<bool>,
     count: usize,
+}
+
+/// Checks the ENUM/SET member lists of a table map's optional metadata (per column: a count,
+/// then that many length-prefixed strings) before mysql_common parses them: it reserves the
+/// count up front, so a damaged count aborts ("capacity overflow") or allocates without bound.
+fn check_members(raw: &[u8], what: &str) -> Result<(), DecodeError> {
+    let mut r = Reader::new(raw);
+    let e = |e: DecodeError| bad(format!("{what} member lists: {e}"));
+    while !r.buf.is_empty() {
+        let n = r.lenenc().map_err(e)?;
+        if n > r.buf.len() as u64 {
+            return Err(bad(format!(
+                "{what} member lists: {n} members in {} bytes",
+                r.buf.len()
+            )));
+        }
+        for _ in 0..n {
+            let len = r.lenenc().map_err(e)?;
+            r.take(usize::try_from(len).unwrap_or(usize::MAX))
+                .map_err(e)?;
+        }
+    }
+    Ok(())
+}
+
+/// The bytes of an optional metadata field, as the table map holds them.
+fn raw(field: &impl MySerialize) -> Vec<u8> {
+    let mut out = Vec::new();
+    field.serialize(&mut out);
+    out
 }
 
 fn members<'a>(raw: impl Iterator<Item = &'a [u8]>) -> Arc<[String]> {

@@ -381,19 +381,34 @@ impl State {
                 details: problems.join("; "),
             });
         }
+        // Ids and versions are Java ints for Confluent's clients: the log (which another
+        // registry may have written) can hold numbers up to u32::MAX, but none past
+        // i32::MAX is handed out.
         let id = match self
             .by_identity
             .get(&parsed.identity)
             .and_then(|ids| ids.first())
         {
             Some(id) => *id,
-            None => self.max_id + 1,
+            None => next_number(self.max_id).ok_or_else(|| {
+                RegistryError::Store(format!(
+                    "no schema id left: the schemas topic already uses id {}",
+                    self.max_id
+                ))
+            })?,
         };
-        let version = self
+        let version = match self
             .subjects
             .get(subject)
             .and_then(|vs| vs.keys().next_back())
-            .map_or(1, |v| v + 1);
+        {
+            None => 1,
+            Some(&v) => next_number(v).ok_or_else(|| {
+                RegistryError::Store(format!(
+                    "no version left: subject '{subject}' already has version {v}"
+                ))
+            })?,
+        };
         Ok(Plan::New(SchemaValue {
             subject: subject.to_string(),
             version,
@@ -494,6 +509,11 @@ impl State {
             }
         }
     }
+}
+
+/// The number after `n`, if it is still a positive Java int.
+fn next_number(n: u32) -> Option<u32> {
+    n.checked_add(1).filter(|&m| m <= i32::MAX as u32)
 }
 
 #[cfg(test)]

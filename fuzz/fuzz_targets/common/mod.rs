@@ -128,14 +128,8 @@ impl Checked {
     /// Derives the schemas of `table` in `namespace` (a topic name); they must parse.
     pub fn new_with_namespace(table: &Arc<TableSchema>, namespace: &str) -> Checked {
         let schemas = TableSchemas::derive(table, namespace);
-        let key_schema = apache_avro::Schema::parse_str(&schemas.key)
-            .unwrap_or_else(|e| panic!("derived key schema does not parse: {e}\n{}", schemas.key));
-        let value_schema = apache_avro::Schema::parse_str(&schemas.value).unwrap_or_else(|e| {
-            panic!(
-                "derived value schema does not parse: {e}\n{}",
-                schemas.value
-            )
-        });
+        let key_schema = parse_cached(&schemas.key);
+        let value_schema = parse_cached(&schemas.value);
         Checked {
             table: table.clone(),
             encoder: Encoder::new(schemas, table.full_name()),
@@ -187,6 +181,9 @@ impl Checked {
         what: &str,
         err: Option<binlake::avro::EncodeError>,
     ) {
+        if std::env::var_os("FUZZ_TRACE").is_some() {
+            eprintln!("trace: {what} {}", if ok { "encoded" } else { "refused" });
+        }
         let want = match (ok, want) {
             (true, Ok(w)) => w,
             (false, Err(_)) => return,
@@ -218,6 +215,29 @@ impl Checked {
             );
         }
     }
+}
+
+thread_local! {
+    /// Parsed derived schemas by their text: the same tables recur from input to input, and
+    /// apache-avro's parser (name validation by regex) dominated the run time.
+    static PARSED: std::cell::RefCell<HashMap<String, apache_avro::Schema>> = Default::default();
+}
+
+/// A derived schema, parsed (it must parse).
+fn parse_cached(text: &str) -> apache_avro::Schema {
+    PARSED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(s) = cache.get(text) {
+            return s.clone();
+        }
+        let s = apache_avro::Schema::parse_str(text)
+            .unwrap_or_else(|e| panic!("derived schema does not parse: {e}\n{text}"));
+        if cache.len() > 4096 {
+            cache.clear();
+        }
+        cache.insert(text.to_string(), s.clone());
+        s
+    })
 }
 
 /// Avro values compare by bits for floats (NaN == NaN), and decimals by their unscaled bytes.
@@ -343,10 +363,12 @@ fn plain(ty: &SqlType, v: &Value) -> Result<A, String> {
         (SqlType::String { .. }, Value::Bytes(b)) if text_kind(ty) => {
             A::String(String::from_utf8_lossy(b).into_owned())
         }
-        (SqlType::String { .. } | SqlType::Bit { .. }, Value::Bytes(b) | Value::Bit(b)) => {
+        (SqlType::String { .. } | SqlType::Bit { .. }, Value::Bytes(b) | Value::Bit(b))
+            if !text_kind(ty) =>
+        {
             A::Bytes(b.clone())
         }
-        (SqlType::String { .. } | SqlType::Bit { .. }, Value::String(s)) => {
+        (SqlType::String { .. } | SqlType::Bit { .. }, Value::String(s)) if !text_kind(ty) => {
             A::Bytes(s.as_bytes().to_vec())
         }
         (SqlType::Set { .. }, Value::Set(m)) => A::String(m.join(",")),
