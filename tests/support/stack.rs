@@ -323,8 +323,9 @@ impl Stack {
             match diff {
                 None => return seen["stats"].clone(),
                 Some(d) if start.elapsed() > limit => {
+                    // The difference again after the logs: CI shows the tail of the output.
                     panic!(
-                        "not converged after {limit:?}: {d}\n{}",
+                        "not converged after {limit:?}: {d}\n{}\n--- not converged: {d}",
                         self.run_logs_tail()
                     )
                 }
