@@ -90,7 +90,22 @@ impl TableSchemas {
             .map(avro_name)
             .collect::<Vec<_>>()
             .join(".");
-        let key_fields: Vec<(Field, Json)> = table.key.iter().map(|&i| fields[i].clone()).collect();
+        // The key schema is a function of the key columns' names and Avro types only: its id
+        // is in every key's bytes, and Kafka compacts by those bytes, so anything that can
+        // differ between two readings of one table (the declaration, known from the server
+        // only while its table still matches the binlog's) would move a row to a new key
+        // and leave the old one behind, undeleted.
+        let key_fields: Vec<(Field, Json)> = table
+            .key
+            .iter()
+            .map(|&i| {
+                let (f, mut j) = fields[i].clone();
+                if let Some(o) = j.as_object_mut() {
+                    o.remove("binlake.sql");
+                }
+                (f, j)
+            })
+            .collect();
         let metadata: Json = serde_json::from_str(super::CHANGE_METADATA)
             .expect("schemas/change_metadata.avsc is valid JSON (checked by a unit test)");
         let mut value_json: Vec<Json> = fields.iter().map(|(_, j)| j.clone()).collect();
@@ -287,6 +302,44 @@ mod tests {
         assert_eq!(v["binlake.key"], json!("primary"));
         assert!(key.canonical_form().contains("\"name\":\"id\""));
         assert!(value.canonical_form().contains("binlake.shop.orders.Value"));
+    }
+
+    #[test]
+    fn the_key_schema_does_not_depend_on_what_the_server_declared() {
+        let table = |declared: Option<&str>| TableSchema {
+            db: "app".into(),
+            table: "t".into(),
+            columns: vec![
+                Column {
+                    declared: declared.map(Into::into),
+                    ..col(
+                        "id",
+                        SqlType::Int {
+                            bytes: 8,
+                            unsigned: false,
+                        },
+                        false,
+                    )
+                },
+                col(
+                    "v",
+                    SqlType::Int {
+                        bytes: 4,
+                        unsigned: false,
+                    },
+                    true,
+                ),
+            ],
+            key: vec![0],
+            key_source: KeySource::PrimaryKey,
+            collation: None,
+        };
+        let known = TableSchemas::derive(&table(Some("bigint(20)")), "cdc.app.t");
+        let unknown = TableSchemas::derive(&table(None), "cdc.app.t");
+        assert_eq!(known.key, unknown.key);
+        assert!(!known.key.contains("binlake.sql"), "{}", known.key);
+        // The value schema still says how to re-create the column.
+        assert!(known.value.contains("bigint(20)"), "{}", known.value);
     }
 
     #[test]

@@ -101,16 +101,21 @@ impl TableDecoder {
         let table = tme.table_name().into_owned();
         let meta = OptionalMetaExtractor::new(tme.iter_optional_meta())
             .map_err(|e| bad(format!("optional metadata of {db}.{table}: {e}")))?;
+        let logged_names: Vec<String> = meta
+            .iter_column_name()
+            .map(|r| r.map(|c| c.name().into_owned()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad(e.to_string()))?;
+        let logged = logged_names.len() == n;
+        // The server's table now may have columns added or dropped since this event: with
+        // names in the binlog its columns are found by name, without them only by position,
+        // and only while the column count agrees.
+        let by_name = server.filter(|_| logged);
         let server = server.filter(|s| s.columns.len() == n);
 
         let names: Vec<String> = {
-            let logged: Vec<String> = meta
-                .iter_column_name()
-                .map(|r| r.map(|c| c.name().into_owned()))
-                .collect::<Result<_, _>>()
-                .map_err(|e| bad(e.to_string()))?;
-            if logged.len() == n {
-                logged
+            if logged {
+                logged_names
             } else if let Some(s) = server {
                 s.columns.iter().map(|c| c.name.clone()).collect()
             } else {
@@ -167,7 +172,10 @@ impl TableDecoder {
                 .map_err(|e| bad(format!("{db}.{table} column {name}: {e}")))?
                 .ok_or_else(|| bad(format!("{db}.{table}: no type for column {i}")))?;
             let md = tme.get_column_metadata(i).unwrap_or(&[]);
-            let server_col = server.map(|s| &s.columns[i]);
+            let server_col = match by_name {
+                Some(s) => s.columns.iter().find(|c| &c.name == name),
+                None => server.map(|s| &s.columns[i]),
+            };
             let real = real_type(raw, md);
             if raw == T::MYSQL_TYPE_JSON {
                 json_columns += 1;
@@ -248,7 +256,7 @@ impl TableDecoder {
             pk_binlog.push(k.map_err(|e| bad(e.to_string()))? as usize);
         }
         if pk_binlog.is_empty() {
-            if let Some(s) = server {
+            if let Some(s) = server.or(by_name) {
                 pk_binlog = s
                     .primary_key
                     .iter()
@@ -277,7 +285,7 @@ impl TableDecoder {
                 columns,
                 key,
                 key_source,
-                collation: server.and_then(|s| s.collation.clone()),
+                collation: server.or(by_name).and_then(|s| s.collation.clone()),
             }),
             codecs,
             keep,
