@@ -176,13 +176,31 @@ impl HdfsStorage {
 
 /// A file being written: collects up to [`WRITE_CHUNK`] bytes, then hands them to the
 /// client's writer (which streams them to the DataNode pipeline).
+///
+/// At each block boundary the file is closed and reopened for append. HDFS refuses a new
+/// block (`NotReplicatedYetException`) until the NameNode has heard that the previous one is
+/// stored; Hadoop's Java client retries that, hdfs-native does not and loses its writer state
+/// on the error. Closing waits for the NameNode (hdfs-native retries `complete`), so the
+/// append after it always starts from a complete, consistent file; an append that fails is
+/// simply tried again.
 struct HdfsFile {
     writer: hdfs_native::file::FileWriter,
+    client: Client,
+    /// Absolute HDFS path.
+    full: String,
+    /// The file's block size; None when the NameNode did not say (no rolling then).
+    block: Option<u64>,
+    /// Bytes in the current (last) block.
+    in_block: u64,
     buf: Vec<u8>,
-    written: u64,
     shown: String,
     rt: Arc<Runtime>,
 }
+
+/// Attempts to reopen a file for append after a block boundary, with doubling waits from
+/// [`APPEND_FIRST_WAIT`] (about 25 s in all, as long as Hadoop's client waits for a block).
+const APPEND_ATTEMPTS: u32 = 7;
+const APPEND_FIRST_WAIT: Duration = Duration::from_millis(200);
 
 impl HdfsFile {
     fn flush_buf(&mut self) -> Result<()> {
@@ -190,11 +208,53 @@ impl HdfsFile {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(WRITE_CHUNK));
-        self.written += chunk.len() as u64;
-        self.rt
-            .block_on(self.writer.write_bytes(chunk.into()))
-            .map(|_| ())
-            .map_err(Error::storage(format!("writing {}", self.shown)))
+        let mut chunk = bytes::Bytes::from(chunk);
+        while !chunk.is_empty() {
+            if self.block.is_some_and(|b| self.in_block >= b) {
+                self.next_block()?;
+            }
+            let room = self.block.map_or(u64::MAX, |b| b - self.in_block);
+            let n = usize::try_from(room).unwrap_or(usize::MAX).min(chunk.len());
+            let piece = chunk.split_to(n);
+            self.rt
+                .block_on(self.writer.write_bytes(piece))
+                .map_err(Error::storage(format!("writing {}", self.shown)))?;
+            self.in_block += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Closes the file (its blocks complete) and reopens it for append at a new block.
+    fn next_block(&mut self) -> Result<()> {
+        let rt = Arc::clone(&self.rt);
+        rt.block_on(self.writer.close())
+            .map_err(Error::storage(format!(
+                "closing a full block of {}",
+                self.shown
+            )))?;
+        let mut wait = APPEND_FIRST_WAIT;
+        let mut attempt = 1;
+        loop {
+            match rt.block_on(self.client.append(&self.full)) {
+                Ok(w) => {
+                    self.writer = w;
+                    self.in_block = 0;
+                    return Ok(());
+                }
+                Err(e) if attempt < APPEND_ATTEMPTS => {
+                    tracing::debug!(file = %self.shown, error = %e, attempt, "reopening for the next block");
+                    std::thread::sleep(wait);
+                    wait *= 2;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    return Err(Error::Storage {
+                        context: format!("reopening {} for its next block", self.shown),
+                        detail: format!("{e} (after {APPEND_ATTEMPTS} attempts)"),
+                    })
+                }
+            }
+        }
     }
 }
 
@@ -215,10 +275,10 @@ impl FileSink for HdfsFile {
     fn finish(mut self: Box<Self>) -> Result<()> {
         self.flush_buf()?;
         let shown = std::mem::take(&mut self.shown);
-        let written = self.written;
+        let in_block = self.in_block;
         let rt = Arc::clone(&self.rt);
         rt.block_on(async {
-            if written > 0 {
+            if in_block > 0 {
                 // The DataNodes persist the last block before the NameNode completes the file.
                 self.writer.hsync().await?;
             }
@@ -243,10 +303,21 @@ impl Storage for HdfsStorage {
         let writer = self
             .block_on(self.client.create(&full, options))
             .map_err(Error::storage(format!("creating {}", self.show(path))))?;
+        let block = self
+            .block_on(self.client.get_file_info(&full))
+            .map_err(Error::storage(format!(
+                "reading the block size of {}",
+                self.show(path)
+            )))?
+            .blocksize
+            .filter(|b| *b > 0);
         Ok(Box::new(HdfsFile {
             writer,
+            client: self.client.clone(),
+            full,
+            block,
+            in_block: 0,
             buf: Vec::with_capacity(WRITE_CHUNK),
-            written: 0,
             shown: self.show(path),
             rt: Arc::clone(&self.rt),
         }))
