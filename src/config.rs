@@ -1074,6 +1074,22 @@ impl Filter {
         (self.include.is_empty() || hit(&self.include)) && !hit(&self.exclude)
     }
 
+    /// Whether some table of `db` may be captured (an include pattern's database part
+    /// matches it, and no exclude pattern takes the whole database).
+    pub fn database(&self, db: &str) -> bool {
+        let db_part = |p: &String| p.split_once('.').map_or(p.clone(), |(d, _)| d.to_string());
+        let included = self.include.is_empty()
+            || self
+                .include
+                .iter()
+                .any(|p| glob_match::glob_match(&db_part(p), db));
+        let excluded = self
+            .exclude
+            .iter()
+            .any(|p| p.ends_with(".*") && glob_match::glob_match(&db_part(p), db));
+        included && !excluded
+    }
+
     pub fn column(&self, db: &str, table: &str, column: &str) -> bool {
         if self.exclude_columns.is_empty() {
             return true;
@@ -1216,6 +1232,12 @@ mod tests {
         assert!(!f.table("crm", "leads"));
         assert!(!f.column("crm", "users", "password"));
         assert!(f.column("crm", "users", "name"));
+        // Databases that may hold captured tables (statement-logged changes there stop run).
+        assert!(f.database("shop") && f.database("crm"));
+        assert!(!f.database("billing"));
+        let c = load("[capture]\nexclude=[\"scratch\"]\n", &[]).unwrap();
+        let f = Filter::new(&c.capture);
+        assert!(f.database("shop") && !f.database("scratch"));
     }
 }
 

@@ -422,6 +422,63 @@ fn check_fails_statement_format_with_the_fix() {
         ),
         "{out}"
     );
+    // `tail` (and `run`, which reads the binlog the same way) refuses such a server at once.
+    let cfg = config(&db, "binlake", "binlake", "");
+    let tail = binlake(&["tail", "--config", cfg.to_str().unwrap()], LIMIT);
+    assert_eq!(tail.code, Some(2), "{}", tail.stderr);
+    assert!(
+        tail.stderr
+            .contains("cannot be captured: binlog_format = STATEMENT")
+            && tail.stderr.contains("SET GLOBAL binlog_format = 'ROW'"),
+        "{}",
+        tail.stderr
+    );
+}
+
+/// One session that writes statements instead of rows (SET SESSION binlog_format) stops
+/// the stream at that event, naming it; a statement on a table not captured does not.
+#[test]
+fn a_statement_logged_change_to_a_captured_table_stops_the_stream_at_it() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v INT);
+         CREATE DATABASE other; CREATE TABLE other.t (id INT PRIMARY KEY);
+         INSERT INTO app.t VALUES (1, 1);
+         SET SESSION binlog_format = 'STATEMENT';
+         INSERT INTO other.t VALUES (1);
+         SET SESSION binlog_format = 'ROW';
+         INSERT INTO app.t VALUES (2, 2);
+         SET SESSION binlog_format = 'STATEMENT';
+         UPDATE app.t SET v = 3 WHERE id = 1;
+         SET SESSION binlog_format = 'ROW';
+         INSERT INTO app.t VALUES (4, 4);",
+    );
+    let cfg = config(
+        &db,
+        "binlake",
+        "binlake",
+        "[capture]\ninclude = [\"app\"]\n",
+    );
+    let run = binlake(
+        &["tail", "--config", cfg.to_str().unwrap(), "--from", "start"],
+        LIMIT,
+    );
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    // The two row changes before it were printed; the one after it was not.
+    let ids: Vec<i64> = run
+        .lines()
+        .iter()
+        .filter_map(|l| l["after"]["id"].as_i64())
+        .collect();
+    assert_eq!(ids, [1, 2], "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("a change to captured tables was logged as a statement")
+            && run.stderr.contains("UPDATE app.t SET v = 3")
+            && run.stderr.contains("mysql-bin.000001 at offset "),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

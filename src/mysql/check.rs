@@ -8,7 +8,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::mysql::server::{self, Flavor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -65,6 +65,73 @@ async fn var(conn: &mut Conn, name: &str) -> Option<String> {
         .flatten()
 }
 
+/// The settings without which the binlog cannot be captured at all: log_bin, ROW format,
+/// FULL row image, no MariaDB event compression. Each wrong one is a `Fail` with its fix.
+pub async fn binlog_settings(conn: &mut Conn, flavor: Flavor) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let log_bin = var(conn, "log_bin").await.unwrap_or_default();
+    if log_bin == "1" || log_bin.eq_ignore_ascii_case("ON") {
+        out.push(ok("log_bin = ON".into()));
+    } else {
+        out.push(bad(
+            Level::Fail,
+            format!("log_bin = {log_bin}: binary logging is off"),
+            "my.cnf [mysqld]: log_bin = mysql-bin (and restart the server)",
+        ));
+    }
+
+    let format = var(conn, "binlog_format").await.unwrap_or_default();
+    if format == "ROW" {
+        out.push(ok("binlog_format = ROW".into()));
+    } else {
+        out.push(bad(
+            Level::Fail,
+            format!("binlog_format = {format}: binlake needs row events"),
+            "SET GLOBAL binlog_format = 'ROW'; and in my.cnf [mysqld]: binlog_format = ROW",
+        ));
+    }
+
+    let image = var(conn, "binlog_row_image").await.unwrap_or_default();
+    if image == "FULL" {
+        out.push(ok("binlog_row_image = FULL".into()));
+    } else {
+        out.push(bad(
+            Level::Fail,
+            format!("binlog_row_image = {image}: updates and deletes would lack full rows"),
+            "SET GLOBAL binlog_row_image = 'FULL'; and in my.cnf [mysqld]: binlog_row_image = FULL",
+        ));
+    }
+
+    if flavor == Flavor::MariaDb && var(conn, "log_bin_compress").await.as_deref() == Some("1") {
+        out.push(bad(
+            Level::Fail,
+            "log_bin_compress = ON: binlake cannot decode compressed MariaDB events".into(),
+            "SET GLOBAL log_bin_compress = OFF; and in my.cnf [mysqld]: log_bin_compress = OFF",
+        ));
+    }
+
+    out
+}
+
+/// Fails, naming every wrong setting and its fix, unless the server writes row events that
+/// binlake can read (see [`binlog_settings`]). `run` and `tail` call it on every connect,
+/// so a server changed to STATEMENT format is refused, not silently skipped.
+pub async fn require_row_events(conn: &mut Conn, flavor: Flavor, server: &str) -> Result<()> {
+    let failed: Vec<String> = binlog_settings(conn, flavor)
+        .await
+        .into_iter()
+        .filter(|f| f.level == Level::Fail)
+        .map(|f| format!("{} (fix: {})", f.what, f.fix))
+        .collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Unsupported(format!(
+        "the binlog of {server} cannot be captured: {}",
+        failed.join("; ")
+    )))
+}
+
 /// Runs every check. Connection failures are findings too, not errors.
 pub async fn run(cfg: &Config) -> Result<Vec<Finding>> {
     let mut out = Vec::new();
@@ -83,38 +150,7 @@ pub async fn run(cfg: &Config) -> Result<Vec<Finding>> {
     let version = var(&mut conn, "version").await.unwrap_or_default();
     out.push(ok(format!("connected to {version} as {}", cfg.mysql.user)));
 
-    let log_bin = var(&mut conn, "log_bin").await.unwrap_or_default();
-    if log_bin == "1" || log_bin.eq_ignore_ascii_case("ON") {
-        out.push(ok("log_bin = ON".into()));
-    } else {
-        out.push(bad(
-            Level::Fail,
-            format!("log_bin = {log_bin}: binary logging is off"),
-            "my.cnf [mysqld]: log_bin = mysql-bin (and restart the server)",
-        ));
-    }
-
-    let format = var(&mut conn, "binlog_format").await.unwrap_or_default();
-    if format == "ROW" {
-        out.push(ok("binlog_format = ROW".into()));
-    } else {
-        out.push(bad(
-            Level::Fail,
-            format!("binlog_format = {format}: binlake needs row events"),
-            "SET GLOBAL binlog_format = 'ROW'; and in my.cnf [mysqld]: binlog_format = ROW",
-        ));
-    }
-
-    let image = var(&mut conn, "binlog_row_image").await.unwrap_or_default();
-    if image == "FULL" {
-        out.push(ok("binlog_row_image = FULL".into()));
-    } else {
-        out.push(bad(
-            Level::Fail,
-            format!("binlog_row_image = {image}: updates and deletes would lack full rows"),
-            "SET GLOBAL binlog_row_image = 'FULL'; and in my.cnf [mysqld]: binlog_row_image = FULL",
-        ));
-    }
+    out.extend(binlog_settings(&mut conn, flavor).await);
 
     match var(&mut conn, "binlog_row_metadata").await {
         Some(m) if m == "FULL" => out.push(ok("binlog_row_metadata = FULL".into())),
@@ -142,15 +178,6 @@ pub async fn run(cfg: &Config) -> Result<Vec<Finding>> {
             ),
             "SET GLOBAL binlog_checksum = 'CRC32'; and in my.cnf [mysqld]: binlog_checksum = CRC32",
         )),
-    }
-
-    if flavor == Flavor::MariaDb && var(&mut conn, "log_bin_compress").await.as_deref() == Some("1")
-    {
-        out.push(bad(
-            Level::Fail,
-            "log_bin_compress = ON: binlake cannot decode compressed MariaDB events".into(),
-            "SET GLOBAL log_bin_compress = OFF; and in my.cnf [mysqld]: log_bin_compress = OFF",
-        ));
     }
 
     // server_id: ours must differ from the source's and from every other replica's.

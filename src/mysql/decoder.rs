@@ -252,8 +252,19 @@ impl Decoder {
                     }
                     "COMMIT" => self.end_transaction(out),
                     "ROLLBACK" => self.end_transaction(out),
+                    "INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "LOAD"
+                        if self.touches_capture(&q.schema(), &sql) =>
+                    {
+                        // A session with binlog_format = STATEMENT (or MIXED): the rows it
+                        // changed are not in the binlog. Skipping it would lose them.
+                        return Err(Error::Unsupported(format!(
+                                "{} at offset {offset}: a change to captured tables was logged as a statement, not as                                  rows ({}): binlake cannot know which rows it changed. Make                                  every session write ROW events (SET GLOBAL binlog_format =                                  'ROW', and do not let clients SET SESSION binlog_format);                                  then restart binlake with --from after this event on a fresh                                  state and re-snapshot the tables it touched (binlake snapshot)",
+                                self.file,
+                                sql.chars().take(120).collect::<String>()
+                            )));
+                    }
                     _ => {
-                        // DDL (or a statement-format DML, which binlake does not capture).
+                        // DDL (or a statement-format DML on tables not captured).
                         if is_ddl(&word) {
                             tracing::info!(file = %self.file, offset, sql = %sql.chars().take(200).collect::<String>(), "DDL: table schemas will be re-read");
                             self.invalidate_schemas();
@@ -692,6 +703,23 @@ fn mysql_gtid(g: &GtidEvent) -> String {
     match g.tag() {
         Some(tag) => format!("{uuid}:{}:{}", tag.as_str(), g.gno()),
         None => format!("{uuid}:{}", g.gno()),
+    }
+}
+
+impl Decoder {
+    /// Whether a DML statement may have changed a captured table: its default database holds
+    /// captured tables, or it names a captured `db.table`.
+    fn touches_capture(&self, schema: &str, sql: &str) -> bool {
+        if !schema.is_empty() && self.filter.database(schema) {
+            return true;
+        }
+        sql.split(|c: char| c.is_whitespace() || matches!(c, ',' | '(' | ')' | ';'))
+            .filter_map(|w| {
+                let w = w.replace('`', "");
+                let (db, table) = w.split_once('.')?;
+                Some(self.filter.table(db, table))
+            })
+            .any(|hit| hit)
     }
 }
 

@@ -49,6 +49,8 @@ pub async fn stream(
 ) -> Result<()> {
     let mut meta = server::connect(cfg).await?;
     let flavor = server::flavor(&mut meta).await?;
+    let at = format!("{}:{}", cfg.mysql.host, cfg.mysql.port);
+    crate::mysql::check::require_row_events(&mut meta, flavor, &at).await?;
     let collations = server::collations(&mut meta).await?;
     let mut decoder = Decoder::new(collations, Filter::new(&cfg.capture), cfg.capture.key);
 
