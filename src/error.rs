@@ -50,6 +50,18 @@ pub enum Error {
     /// A record Kafka did not accept in time; nothing after it was committed.
     #[error("{0} (the position was not committed past it; binlake resumes before it)")]
     Delivery(String),
+    /// A record larger than the producer may send; `run` adds the change's table and position.
+    #[error(
+        "a record of {bytes} bytes for {topic} is larger than Kafka accepts ({limit}). Fix: \
+         raise the limit (the producer's message.max.bytes in [kafka.properties] and the \
+         topic's max.message.bytes), or leave the large column out ([capture] \
+         exclude_columns); then restart"
+    )]
+    TooLarge {
+        topic: String,
+        bytes: usize,
+        limit: String,
+    },
     /// The schema registry refused or could not be reached.
     #[error("schema registry: {0}")]
     Registry(String),

@@ -234,7 +234,7 @@ impl Error {
             Error::Io { .. } => "io",
             Error::Mysql { .. } => "mysql",
             Error::Kafka { .. } => "kafka",
-            Error::Delivery(_) => "delivery",
+            Error::Delivery(_) | Error::TooLarge { .. } => "delivery",
             Error::Registry(_) => "registry",
             Error::Encode(_) => "encode",
             Error::Storage { .. } => "storage",

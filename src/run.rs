@@ -516,7 +516,15 @@ impl Pipeline<'_> {
                     commit_ms: if c.op == Op::Read { 0 } else { ts },
                     written: Some(&t.written[op_index(op)]),
                 })
-                .await?;
+                .await
+                .map_err(|e| match e {
+                    Error::TooLarge { .. } => Error::Unsupported(format!(
+                        "{} at {}: {e}; nothing from this change on was committed",
+                        c.table.full_name(),
+                        c.pos
+                    )),
+                    e => e,
+                })?;
         }
         Ok(())
     }

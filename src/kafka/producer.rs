@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
 use rdkafka::ClientContext;
 
@@ -163,6 +163,24 @@ impl ProducerContext for Context {
     fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
         match result {
             Ok(_) => self.acks.ack(seq as u64),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), m)) => {
+                let pos = m
+                    .headers()
+                    .and_then(|h| h.iter().find(|h| h.key == "binlake.pos"))
+                    .and_then(|h| crate::kafka::dedup::decode(h.value?));
+                self.acks.fail(format!(
+                    "the broker refused a record of {} bytes for {} (partition {}{}) as too \
+                     large. Nothing from it on was committed. Fix: raise max.message.bytes of \
+                     the topic (and the broker's message.max.bytes if lower; [kafka] \
+                     topic_config for topics binlake creates), or leave the large column out \
+                     ([capture] exclude_columns); then restart",
+                    m.key().map_or(0, <[u8]>::len) + m.payload().map_or(0, <[u8]>::len),
+                    m.topic(),
+                    m.partition(),
+                    pos.map(|p| format!(", source position {p}"))
+                        .unwrap_or_default()
+                ))
+            }
             Err((e, m)) => self.acks.fail(format!(
                 "writing a record to {} (partition {}) failed: {e}",
                 m.topic(),
@@ -312,6 +330,15 @@ impl Producer {
                         );
                     }
                     tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
+                    return Err(Error::TooLarge {
+                        topic: r.topic.to_string(),
+                        bytes: r.key.len() + r.value.map_or(0, <[u8]>::len),
+                        limit: "the producer's message.max.bytes, [kafka.properties]; \
+                                librdkafka's default is 1000000"
+                            .into(),
+                    })
                 }
                 Err((e, _)) => {
                     return Err(Error::Kafka {

@@ -1,0 +1,106 @@
+//! Bad input to `binlake run` that only a live pipeline shows: each gets one clear error
+//! naming the problem and the fix, and nothing is lost: the committed position stays before
+//! the change that failed, so the run that follows the fix writes it.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::stack::Stack;
+
+/// Waits for `child` to exit; panics with `log()` after `limit`.
+fn exit_code(
+    child: &mut std::process::Child,
+    limit: Duration,
+    log: impl Fn() -> String,
+) -> Option<i32> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(s)) = child.try_wait() {
+            return s.code();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = child.kill();
+    panic!("binlake did not stop within {limit:?}:\n{}", log());
+}
+
+/// Sets `max.message.bytes` of `topic` with an independent client (confluent-kafka's admin).
+fn set_topic_max_bytes(bootstrap: &str, topic: &str, bytes: u64) {
+    let script = format!(
+        "from confluent_kafka.admin import AdminClient, ConfigResource, ConfigEntry, \
+         AlterConfigOpType, ResourceType\n\
+         a = AdminClient({{'bootstrap.servers': '{bootstrap}'}})\n\
+         r = ConfigResource(ResourceType.TOPIC, '{topic}', incremental_configs=[ConfigEntry(\
+         'max.message.bytes', '{bytes}', incremental_operation=AlterConfigOpType.SET)])\n\
+         for f in a.incremental_alter_configs([r]).values(): f.result(30)\n"
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "altering {topic}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_record_larger_than_kafka_accepts_stops_run_before_it_and_is_written_after_the_fix() {
+    let stack = Stack::start(false, "", "");
+    stack.db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, body MEDIUMTEXT);
+         INSERT INTO app.t VALUES (1, 'a'), (2, 'b');",
+    );
+    let mut run = stack.spawn_run(0);
+    stack.wait_converged(&["app.t"], Duration::from_secs(120));
+
+    // 2.5 MB that do not compress (the broker checks the compressed batch): more than
+    // librdkafka's default message.max.bytes (1000000) and this broker's default (1 MiB).
+    stack.db.sql(
+        "SET SESSION group_concat_max_len = 8000000;
+         INSERT INTO app.t SELECT 3, GROUP_CONCAT(MD5(RAND()) SEPARATOR '') FROM app.seq_1_to_80000;
+         INSERT INTO app.t VALUES (4, 'd');",
+    );
+    let code = exit_code(&mut run, Duration::from_secs(120), || stack.run_log(0));
+    let log = stack.run_log(0);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains("app.t at mysql-bin.000001:")
+            && log.contains("is larger than Kafka accepts (the producer's message.max.bytes")
+            && log.contains("nothing from this change on was committed"),
+        "{log}"
+    );
+    // Rows 1 and 2 are there, 3 and 4 not yet.
+    let topics = stack.read_topics();
+    let ids: Vec<&str> = topics["tables"]["app.t"]
+        .as_array()
+        .expect("app.t rows")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["1", "2"], "{topics}");
+
+    // The producer may now send it, but the topic (about 1 MB on this broker) refuses it.
+    let mut cfg = std::fs::read_to_string(&stack.config).expect("config");
+    cfg.push_str("\n[kafka.properties]\n\"message.max.bytes\" = \"8000000\"\n");
+    std::fs::write(&stack.config, cfg).expect("config");
+    let mut run = stack.spawn_run(1);
+    let code = exit_code(&mut run, Duration::from_secs(180), || stack.run_log(1));
+    let log = stack.run_log(1);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains("the broker refused a record of")
+            && log.contains("for cdc.app.t")
+            && log.contains("raise max.message.bytes of the topic"),
+        "{log}"
+    );
+
+    // The fix: the topic takes 8 MB. The next run writes rows 3 and 4; nothing was lost.
+    set_topic_max_bytes(&stack.broker.bootstrap(), "cdc.app.t", 8_000_000);
+    let mut run = stack.spawn_run(2);
+    stack.wait_converged(&["app.t"], Duration::from_secs(120));
+    support::workload::sigterm(&mut run);
+}
