@@ -87,9 +87,17 @@ impl Error {
 
     pub fn storage<E: std::fmt::Display>(context: impl Into<String>) -> impl FnOnce(E) -> Error {
         let context = context.into();
-        move |e| Error::Storage {
-            context,
-            detail: e.to_string(),
+        move |e| {
+            let mut detail = e.to_string();
+            // A full disk (or an HDFS quota) is the operator's to fix; say so and what follows.
+            if detail.contains("os error 28") || detail.contains("QuotaExceeded") {
+                detail.push_str(
+                    "; the lake's file system is full: free space (or raise the quota), then \
+                     start the sink again. It resumes after the last committed window; the \
+                     unfinished one is rewritten, never left visible half-written",
+                );
+            }
+            Error::Storage { context, detail }
         }
     }
 

@@ -254,3 +254,91 @@ fn replays_of_a_crashed_run_are_written_to_the_lake_once() {
     assert_eq!(sigterm(&mut sink), Some(0));
     assert_eq!(sigterm(&mut run), Some(0));
 }
+
+/// A tmpfs mounted for one test, unmounted on drop (tests run as root on these machines).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).expect("mount point");
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("mount");
+        assert!(
+            out.status.success(),
+            "mounting a {size} tmpfs (needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk(dir.to_path_buf())
+    }
+
+    fn grow(&self, size: &str) {
+        let out = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .output()
+            .expect("mount -o remount");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A full lake disk stops the sink with one error saying so; no file it left is visible
+/// half-written; after the disk grows, a new sink completes the lake, nothing twice.
+#[test]
+fn a_full_disk_stops_the_sink_without_a_torn_file_and_it_resumes_after() {
+    let stack = Stack::start(false, "", "");
+    stack.db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.big (id INT PRIMARY KEY, body MEDIUMTEXT);
+         INSERT INTO app.big VALUES (1, 'small');",
+    );
+    let lake = stack.lake_dir("lake");
+    let disk = SmallDisk::mount(&lake, "1m");
+    let mut run = stack.spawn_run(0);
+    let sections = sink_config(&lake, "parquet", "full", "");
+    let mut sink = stack.spawn_sink(0, &sections);
+    stack.wait_converged_with(&["app.big"], Duration::from_secs(120), "lake", || {
+        stack.read_lake(&lake, "parquet")
+    });
+    // About 3 MB of text that hardly compresses, in 60 KB rows, for a 1 MB disk.
+    for i in 0..5 {
+        stack.db.sql(&format!(
+            "INSERT INTO app.big SELECT {i} * 100 + a.seq + 1, GROUP_CONCAT(MD5(RAND()) SEPARATOR '') \
+             FROM app.seq_1_to_10 a CROSS JOIN app.seq_1_to_1875 b GROUP BY a.seq"
+        ));
+    }
+    let code = support::workload::wait_exit(&mut sink, Duration::from_secs(120));
+    let log = stack.sink_log(0);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains("No space left on device")
+            && log.contains("the lake's file system is full")
+            && log.contains("start the sink again"),
+        "{log}"
+    );
+    // Every file in sight reads whole (a torn Parquet file would fail the reader).
+    let partial = stack.read_lake(&lake, "parquet");
+    assert_eq!(partial["stats"]["stray_files"], 0, "{partial}");
+
+    disk.grow("64m");
+    let mut sink = stack.spawn_sink(1, &sections);
+    let stats = stack.wait_converged_with(&["app.big"], Duration::from_secs(180), "lake", || {
+        stack.read_lake(&lake, "parquet")
+    });
+    assert_eq!(stats["duplicate_offsets"], 0, "{stats}");
+    assert_eq!(stats["duplicate_changes"], 0, "{stats}");
+    assert_eq!(stats["stray_files"], 0, "{stats}");
+    assert_eq!(sigterm(&mut sink), Some(0), "{}", stack.sink_log(1));
+    assert_eq!(sigterm(&mut run), Some(0));
+}
