@@ -719,3 +719,58 @@ fn tail_stops_on_sigterm_with_its_state_saved() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
 }
+
+/// A column type binlake does not know (here MySQL's internal TYPED_ARRAY, 20, patched into
+/// a real MariaDB table map, CRC fixed up) is one error naming the table, the column, the
+/// file and offset, and the fix; the changes before it come out, nothing of that table does.
+#[test]
+fn an_unknown_column_type_is_one_error_naming_the_column_and_the_fix() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.ok (id INT PRIMARY KEY);
+         CREATE TABLE app.odd (id INT PRIMARY KEY, v INT);
+         INSERT INTO app.ok VALUES (1); INSERT INTO app.odd VALUES (1, 1);
+         INSERT INTO app.ok VALUES (2); FLUSH BINARY LOGS;",
+    );
+    let mut bytes = std::fs::read(db.dir.join("data/mysql-bin.000001")).expect("binlog");
+    // Walk the events; in the TABLE_MAP of app.odd, make column 2 (v, LONG) type 20.
+    let mut at = 4;
+    let mut patched = None;
+    while at + 19 <= bytes.len() {
+        let size = u32::from_le_bytes(bytes[at + 9..at + 13].try_into().unwrap()) as usize;
+        let body = at + 19;
+        if bytes[at + 4] == 19 {
+            let db_len = bytes[body + 8] as usize;
+            let t = body + 8 + 1 + db_len + 1;
+            let t_len = bytes[t] as usize;
+            if &bytes[t + 1..t + 1 + t_len] == b"odd" {
+                let types = t + 1 + t_len + 1 + 1; // name, NUL, column count (1 byte)
+                assert_eq!(bytes[types + 1], 3, "v is a LONG");
+                bytes[types + 1] = 20;
+                let crc = crc32fast::hash(&bytes[at..at + size - 4]);
+                bytes[at + size - 4..at + size].copy_from_slice(&crc.to_le_bytes());
+                patched = Some(at);
+            }
+        }
+        at += size;
+    }
+    let offset = patched.expect("the table map of app.odd");
+    let file = db.dir.join("mysql-bin.000001");
+    std::fs::write(&file, &bytes).expect("write");
+    let run = binlake(&["decode", file.to_str().unwrap()], LIMIT);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("mysql-bin.000001 at offset {offset}"))
+            && run.stderr.contains("app.odd column `v` has binlog type 20")
+            && run.stderr.contains("([capture] exclude = [\"app.odd\"])"),
+        "{}",
+        run.stderr
+    );
+    let tables: Vec<String> = run
+        .lines()
+        .iter()
+        .map(|l| format!("{}.{}={}", l["table"], l["op"], l["after"]["id"]))
+        .collect();
+    assert_eq!(tables, ["\"ok\".\"c\"=1"], "{}", run.stdout);
+}

@@ -222,8 +222,9 @@ impl TableDecoder {
             )
             .map_err(|e| match e {
                 DecodeError::UnsupportedType(t) => bad(format!(
-                    "{db}.{table} column `{name}` has binlog type {t}, which binlake cannot decode; \
-                     exclude the column ([capture] exclude_columns) or the table"
+                    "{db}.{table} column `{name}` has binlog type {t}, which binlake cannot \
+                     decode (nor skip: its length is unknown). Leave the table out \
+                     ([capture] exclude = [\"{db}.{table}\"]) and restart from this position"
                 )),
                 DecodeError::Invalid { detail, .. } => {
                     bad(format!("{db}.{table} column `{name}`: {detail}"))
