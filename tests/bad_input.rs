@@ -104,3 +104,118 @@ fn a_record_larger_than_kafka_accepts_stops_run_before_it_and_is_written_after_t
     stack.wait_converged(&["app.t"], Duration::from_secs(120));
     support::workload::sigterm(&mut run);
 }
+
+/// The broker's process id (the nisshi whose working directory is the broker's).
+fn broker_pid(dir: &std::path::Path) -> u32 {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c == dir)
+                && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "nisshi")
+        })
+        .expect("the broker's process")
+}
+
+/// The number of records in `topic` (the sum of its partitions' high watermarks).
+fn records_in(bootstrap: &str, topic: &str) -> u64 {
+    let script = format!(
+        "from confluent_kafka import Consumer, TopicPartition\n\
+         c = Consumer({{'bootstrap.servers': '{bootstrap}', 'group.id': 'count'}})\n\
+         md = c.list_topics('{topic}', timeout=30).topics['{topic}']\n\
+         print(sum(c.get_watermark_offsets(TopicPartition('{topic}', p), timeout=30)[1] \
+         for p in md.partitions))\n"
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim().parse().unwrap_or_else(|_| {
+        panic!(
+            "counting {topic}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn rss_mb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        / 1024
+}
+
+/// A broker that takes records far slower than MariaDB writes them (stopped 19 s in 20)
+/// slows `run` down instead of filling its memory: the producer's queue (32 MB) is the
+/// bound, and reading the binlog waits for it.
+#[test]
+fn a_slow_broker_is_backpressure_not_buffering() {
+    // The sqlite engine (about 37k records/s here), so that stopping it is slow enough.
+    let stack = Stack::start(true, "", "");
+    stack.db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, body VARCHAR(1100));
+         INSERT INTO app.t VALUES (0, 'x');",
+    );
+    let mut run = stack.spawn_run(0);
+    stack.wait_converged(&["app.t"], Duration::from_secs(120));
+    let broker = broker_pid(&stack.broker.dir);
+    let signal = |s: &str| {
+        let _ = Command::new("kill").args([s, &broker.to_string()]).status();
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let peak = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                signal("-STOP");
+                std::thread::sleep(Duration::from_millis(1900));
+                signal("-CONT");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let watch = scope.spawn(|| {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_mb(run.id()));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            peak
+        });
+        // 200,000 rows of about 1 KB (200 MB), in transactions of 10,000 rows.
+        for i in 0..20 {
+            stack.db.sql(&format!(
+                "INSERT INTO app.t SELECT {i} * 10000 + seq, \
+                 CONCAT(REPEAT(MD5(seq), 32), MD5(RAND())) FROM app.seq_1_to_10000"
+            ));
+        }
+        // Let the backlog stand against the slow broker for a while.
+        std::thread::sleep(Duration::from_secs(10));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        watch.join().expect("watch")
+    });
+    signal("-CONT");
+    // The broker was the bottleneck: most rows were still waiting in the binlog.
+    let written = records_in(&stack.broker.bootstrap(), "cdc.app.t");
+    println!("records in the topic when the broker got its speed back: {written} of 200001");
+    assert!(
+        written < 150_000,
+        "the broker was not slow: {written} records"
+    );
+    assert!(
+        run.try_wait().ok().flatten().is_none(),
+        "run gave up against a slow broker: {}",
+        stack.run_log(0)
+    );
+    let stats = stack.wait_converged(&["app.t"], Duration::from_secs(300));
+    println!("peak RSS of run against a slow broker: {peak} MB; {stats}");
+    assert!(
+        peak < 200,
+        "peak RSS {peak} MB: run buffered instead of waiting for the broker"
+    );
+    assert_eq!(support::workload::sigterm(&mut run), Some(0));
+}
