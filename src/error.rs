@@ -97,6 +97,13 @@ impl Error {
                      unfinished one is rewritten, never left visible half-written",
                 );
             }
+            if detail.contains("os error 24") {
+                detail.push_str(
+                    "; the process may not open more files: lower [sink] max_open_files (the \
+                     files the sink keeps open at once) or raise its limit (ulimit -n, systemd \
+                     LimitNOFILE)",
+                );
+            }
             Error::Storage { context, detail }
         }
     }

@@ -342,3 +342,83 @@ fn a_full_disk_stops_the_sink_without_a_torn_file_and_it_resumes_after() {
     assert_eq!(sigterm(&mut sink), Some(0), "{}", stack.sink_log(1));
     assert_eq!(sigterm(&mut run), Some(0));
 }
+
+/// The files of `dir` that process `pid` has open.
+fn open_in(pid: u32, dir: &std::path::Path) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|t| t.starts_with(dir))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A table partitioned by a column with many values needs a file per value: the sink keeps
+/// at most `max_open_files` open (closing windows early), and a process limit below what it
+/// needs is one error naming both knobs.
+#[test]
+fn open_files_stay_under_max_open_files_and_the_process_limit_is_named() {
+    let stack = Stack::start(false, "", "");
+    stack.db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, g INT);
+         INSERT INTO app.t SELECT seq, seq % 100 FROM app.seq_1_to_3000;",
+    );
+    let mut run = stack.spawn_run(0);
+    let lake = stack.lake_dir("lake");
+    let by_g = "[sink.partition]\nby = \"field\"\nfields = [\"g\"]\n";
+    let sections = sink_config(
+        &lake,
+        "parquet",
+        "files",
+        &format!("max_open_files = 8\n{by_g}"),
+    );
+    let mut sink = stack.spawn_sink(0, &sections);
+    let mut most = 0;
+    let start = std::time::Instant::now();
+    let read = || stack.read_lake(&lake, "parquet");
+    loop {
+        most = most.max(open_in(sink.id(), &lake));
+        let seen = read();
+        if seen["tables"]["app.t"].as_array().map_or(0, Vec::len) == 3000 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "the lake did not fill: {}",
+            stack.sink_log(0)
+        );
+        stack.db.sql("UPDATE app.t SET g = g WHERE id < 0"); // keep time moving
+    }
+    let stats = stack.wait_converged_with(&["app.t"], Duration::from_secs(60), "lake", read);
+    assert_eq!(stats["duplicate_offsets"], 0, "{stats}");
+    println!("most lake files open at once: {most} (max_open_files = 8)");
+    assert!(most <= 8, "{most} lake files open at once");
+    assert_eq!(sigterm(&mut sink), Some(0), "{}", stack.sink_log(0));
+
+    // A limit of 64 descriptors, 100 partitions per table and no max_open_files to stop
+    // first: the sink stops with the fix, and a sink with room completes the lake.
+    let lake2 = stack.lake_dir("lake2");
+    let sections = sink_config(
+        &lake2,
+        "parquet",
+        "files2",
+        &format!("max_open_files = 1000\n{by_g}"),
+    );
+    let base = std::fs::read_to_string(&stack.config).expect("config");
+    let cfg = stack.lake_dir("limited.toml");
+    std::fs::write(&cfg, format!("{base}\n{sections}")).expect("config");
+    let out = std::process::Command::new("bash")
+        .args(["-c", "ulimit -n 64 && exec \"$0\" sink --config \"$1\""])
+        .arg(env!("CARGO_BIN_EXE_binlake"))
+        .arg(&cfg)
+        .output()
+        .expect("binlake sink under ulimit -n 64");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("os error 24") && err.contains("lower [sink] max_open_files"),
+        "{err}"
+    );
+    assert_eq!(sigterm(&mut run), Some(0));
+}

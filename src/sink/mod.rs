@@ -374,6 +374,42 @@ impl Sink {
                 self.register(&t, &dir, &part, None)?;
             }
         }
+        let Some(table) = self.tables.get(topic) else {
+            return Ok(());
+        };
+        let o = Origin {
+            topic,
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+        };
+        let row = match m.payload() {
+            Some(v) => decode_value(&table.schema, &v[5..], &o)?,
+            None => decode_tombstone(&table.schema, key.get(5..).unwrap_or_default(), &o)?,
+        };
+        let values = table.partitioner.values(&table.schema, &row, m.partition());
+        let part_path = Partitioner::path(&table.keys, &values);
+        // A new file past [sink] max_open_files: commit the oldest windows first. The record
+        // is in no window yet and the filter has not seen it, so a window committed here
+        // (its own included) ends before it, and its mark does not claim it.
+        let new_file = self
+            .windows
+            .get(&tp)
+            .is_none_or(|w| !w.files.iter().any(|f| f.part_path == part_path));
+        if new_file {
+            while self.open_files() >= self.cfg.sink.max_open_files {
+                let Some(oldest) = self
+                    .windows
+                    .iter()
+                    .filter(|(_, w)| !w.files.is_empty())
+                    .min_by_key(|(_, w)| w.opened)
+                    .map(|(tp, _)| tp.clone())
+                else {
+                    break;
+                };
+                self.commit(&oldest)?;
+            }
+        }
         let accepted = self.filter.accept(topic, m.partition(), pos);
         let window = self
             .windows
@@ -386,18 +422,6 @@ impl Sink {
                 return Ok(());
             };
             table.rows.increment(1);
-            let o = Origin {
-                topic,
-                partition: m.partition(),
-                offset: m.offset(),
-                timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
-            };
-            let row = match m.payload() {
-                Some(v) => decode_value(&table.schema, &v[5..], &o)?,
-                None => decode_tombstone(&table.schema, key.get(5..).unwrap_or_default(), &o)?,
-            };
-            let values = table.partitioner.values(&table.schema, &row, m.partition());
-            let part_path = Partitioner::path(&table.keys, &values);
             let idx = match window.files.iter().position(|f| f.part_path == part_path) {
                 Some(i) => i,
                 None => {
@@ -437,6 +461,11 @@ impl Sink {
             self.commit(&tp)?;
         }
         Ok(())
+    }
+
+    /// Files open in all windows.
+    fn open_files(&self) -> usize {
+        self.windows.values().map(|w| w.files.len()).sum()
     }
 
     /// Commits the window of `tp` (see `window.rs`), registers new Hive partitions, commits
@@ -580,9 +609,7 @@ impl Sink {
                 _ => self.commit(&tp)?,
             }
         }
-        while self.windows.values().map(|w| w.files.len()).sum::<usize>()
-            > self.cfg.sink.max_open_files
-        {
+        while self.open_files() > self.cfg.sink.max_open_files {
             let Some(tp) = self
                 .windows
                 .iter()
