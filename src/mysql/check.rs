@@ -67,9 +67,19 @@ async fn var(conn: &mut Conn, name: &str) -> Option<String> {
 
 /// The settings without which the binlog cannot be captured at all: log_bin, ROW format,
 /// FULL row image, no MariaDB event compression. Each wrong one is a `Fail` with its fix.
-pub async fn binlog_settings(conn: &mut Conn, flavor: Flavor) -> Vec<Finding> {
+/// A global variable's value ("" when NULL); a failed query is an error (the connection's,
+/// so `run` retries it), not a wrong setting.
+async fn setting(conn: &mut Conn, name: &str) -> Result<String> {
+    let v: Option<Option<String>> = conn
+        .query_first(format!("SELECT @@global.{name}"))
+        .await
+        .map_err(Error::mysql(format!("reading @@global.{name}")))?;
+    Ok(v.flatten().unwrap_or_default())
+}
+
+pub async fn binlog_settings(conn: &mut Conn, flavor: Flavor) -> Result<Vec<Finding>> {
     let mut out = Vec::new();
-    let log_bin = var(conn, "log_bin").await.unwrap_or_default();
+    let log_bin = setting(conn, "log_bin").await?;
     if log_bin == "1" || log_bin.eq_ignore_ascii_case("ON") {
         out.push(ok("log_bin = ON".into()));
     } else {
@@ -80,7 +90,7 @@ pub async fn binlog_settings(conn: &mut Conn, flavor: Flavor) -> Vec<Finding> {
         ));
     }
 
-    let format = var(conn, "binlog_format").await.unwrap_or_default();
+    let format = setting(conn, "binlog_format").await?;
     if format == "ROW" {
         out.push(ok("binlog_format = ROW".into()));
     } else {
@@ -91,7 +101,7 @@ pub async fn binlog_settings(conn: &mut Conn, flavor: Flavor) -> Vec<Finding> {
         ));
     }
 
-    let image = var(conn, "binlog_row_image").await.unwrap_or_default();
+    let image = setting(conn, "binlog_row_image").await?;
     if image == "FULL" {
         out.push(ok("binlog_row_image = FULL".into()));
     } else {
@@ -102,7 +112,7 @@ pub async fn binlog_settings(conn: &mut Conn, flavor: Flavor) -> Vec<Finding> {
         ));
     }
 
-    if flavor == Flavor::MariaDb && var(conn, "log_bin_compress").await.as_deref() == Some("1") {
+    if flavor == Flavor::MariaDb && setting(conn, "log_bin_compress").await? == "1" {
         out.push(bad(
             Level::Fail,
             "log_bin_compress = ON: binlake cannot decode compressed MariaDB events".into(),
@@ -110,7 +120,7 @@ pub async fn binlog_settings(conn: &mut Conn, flavor: Flavor) -> Vec<Finding> {
         ));
     }
 
-    out
+    Ok(out)
 }
 
 /// Fails, naming every wrong setting and its fix, unless the server writes row events that
@@ -118,7 +128,7 @@ pub async fn binlog_settings(conn: &mut Conn, flavor: Flavor) -> Vec<Finding> {
 /// so a server changed to STATEMENT format is refused, not silently skipped.
 pub async fn require_row_events(conn: &mut Conn, flavor: Flavor, server: &str) -> Result<()> {
     let failed: Vec<String> = binlog_settings(conn, flavor)
-        .await
+        .await?
         .into_iter()
         .filter(|f| f.level == Level::Fail)
         .map(|f| format!("{} (fix: {})", f.what, f.fix))
@@ -150,7 +160,7 @@ pub async fn run(cfg: &Config) -> Result<Vec<Finding>> {
     let version = var(&mut conn, "version").await.unwrap_or_default();
     out.push(ok(format!("connected to {version} as {}", cfg.mysql.user)));
 
-    out.extend(binlog_settings(&mut conn, flavor).await);
+    out.extend(binlog_settings(&mut conn, flavor).await?);
 
     match var(&mut conn, "binlog_row_metadata").await {
         Some(m) if m == "FULL" => out.push(ok("binlog_row_metadata = FULL".into())),
