@@ -190,11 +190,14 @@ pub async fn run(
     let mut failing_since: Option<Instant> = None;
     let snapshot_wanted = snapshot.is_some();
     let mut snapshot = snapshot;
+    // Set when the server's binlog ends in a partial event: where to read next instead.
+    let mut skip_to: Option<StartFrom> = None;
     let outcome = loop {
-        let from = p
-            .state
-            .resume_from()
-            .unwrap_or_else(|| from.clone().unwrap_or(StartFrom::End));
+        let from = skip_to.take().unwrap_or_else(|| {
+            p.state
+                .resume_from()
+                .unwrap_or_else(|| from.clone().unwrap_or(StartFrom::End))
+        });
         let (tx, rx) = mpsc::channel::<Batch>(16);
         let source_cfg = cfg.clone();
         let source_fence = fence.clone();
@@ -223,7 +226,17 @@ pub async fn run(
         };
         crate::metrics::error(err.kind());
         if !retryable(&err) {
-            break Err(err);
+            match after_partial_tail(cfg, &err).await {
+                Some(next) => {
+                    tracing::warn!(error = %err, next = %next, "the binlog file ends in a partial event: the server stopped (crashed or ran out of disk) while writing a transaction, which it did not commit; continuing at the start of the next file. If that transaction changed non-transactional (e.g. MyISAM) tables, re-snapshot them");
+                    skip_to = Some(StartFrom::Position {
+                        file: next,
+                        offset: 4,
+                        row: None,
+                    });
+                }
+                None => break Err(err),
+            }
         }
         if p.producer.next_seq() > sent_before {
             failures = 0;
@@ -284,6 +297,37 @@ fn snapshot_metrics(p: &crate::mysql::snapshot::SnapshotProgress) {
             )
         }),
     );
+}
+
+/// When `err` is the server refusing to read on because a binlog file ends in a partial
+/// event (ER_MASTER_FATAL_ERROR_READING_BINLOG, "binlog truncated in the middle of event"),
+/// and a later file exists: that later file. Such a tail is what a server killed while
+/// writing a transaction leaves; crash recovery commits only transactions whose binlog is
+/// complete (the binlog is the coordinator of the two-phase commit), so nothing after our
+/// position in that file was committed, and the server writes on in a new file.
+async fn after_partial_tail(cfg: &Config, err: &Error) -> Option<String> {
+    let Error::Mysql {
+        cause: mysql_async::Error::Server(s),
+        ..
+    } = err
+    else {
+        return None;
+    };
+    if s.code != 1236 || !s.message.contains("truncated in the middle of event") {
+        return None;
+    }
+    // The file the server was reading: "... the last event read from 'FILE' at N ...".
+    let file = s
+        .message
+        .split("last event read from '")
+        .nth(1)?
+        .split('\'')
+        .next()?
+        .to_string();
+    let mut conn = crate::mysql::server::connect(cfg).await.ok()?;
+    let files = crate::mysql::server::binlog_files(&mut conn).await.ok()?;
+    let at = files.iter().position(|(f, _)| *f == file)?;
+    files.get(at + 1).map(|(f, _)| f.clone())
 }
 
 /// Errors a reconnect may cure: the connection, not the data.

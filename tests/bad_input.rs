@@ -219,3 +219,66 @@ fn a_slow_broker_is_backpressure_not_buffering() {
     );
     assert_eq!(support::workload::sigterm(&mut run), Some(0));
 }
+
+/// MariaDB killed while writing a transaction leaves a partial event at the end of that
+/// binlog file (the chaos harness found this), and the server refuses to read past it
+/// (error 1236). Recovery did not commit that transaction and the server writes on in a new
+/// file: `run` continues there, with a warning, instead of stopping for good.
+#[test]
+fn a_binlog_file_cut_by_a_crash_is_left_for_the_next_one() {
+    let stack = Stack::start(false, "", "");
+    stack.db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v INT);
+         INSERT INTO app.t VALUES (1, 1);",
+    );
+    let mut run = stack.spawn_run(0);
+    stack.wait_converged(&["app.t"], Duration::from_secs(120));
+    assert_eq!(support::workload::sigterm(&mut run), Some(0));
+
+    stack
+        .db
+        .sql("INSERT INTO app.t VALUES (2, 2); INSERT INTO app.t VALUES (3, 3);");
+    let events = stack
+        .db
+        .query_rows("SHOW BINLOG EVENTS IN 'mysql-bin.000001'");
+    let cut: u64 = events
+        .iter()
+        .rev()
+        .find(|e| e[2].starts_with("Write_rows"))
+        .and_then(|e| e[1].parse().ok())
+        .expect("the last Write_rows event");
+    // The crash: kill -9, and the file ends 10 bytes into row 3's event.
+    let pid = std::fs::read_to_string(stack.db.dir.join("mysqld.pid")).expect("pid");
+    let pid = pid.trim();
+    let _ = Command::new("kill").args(["-9", pid]).status();
+    while Command::new("kill")
+        .args(["-0", pid])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let file = stack.db.dir.join("data/mysql-bin.000001");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .expect("binlog");
+    f.set_len(cut + 10).expect("truncate");
+    drop(f);
+    stack.db.start_again();
+    // Row 3 is in InnoDB (it was committed) but not in any binlog; remove it the normal way.
+    stack
+        .db
+        .sql("DELETE FROM app.t WHERE id = 3; INSERT INTO app.t VALUES (4, 4);");
+
+    let mut run = stack.spawn_run(1);
+    stack.wait_converged(&["app.t"], Duration::from_secs(120));
+    let log = stack.run_log(1);
+    assert!(
+        log.contains("the binlog file ends in a partial event")
+            && log.contains("next=mysql-bin.000002")
+            && log.contains("truncated in the middle of event"),
+        "{log}"
+    );
+    assert_eq!(support::workload::sigterm(&mut run), Some(0), "{log}");
+}
