@@ -11,14 +11,14 @@ use std::time::Duration;
 use support::broker::{Broker, Security};
 use support::certs::make_certs_for;
 use support::stack::Stack;
-use support::workload::sigterm;
+use support::workload::{sigterm, wait_exit};
 
 /// The SCRAM user's password: distinctive, so a log that contains it is found.
 const PASSWORD: &str = "pw-5b17c0de-never-logged";
 const USER: &str = "cdc";
 
-/// A TLS + SCRAM-SHA-512 broker whose certificate is for 127.0.0.1, and the client properties
-/// that work with it.
+/// A TLS + SCRAM-SHA-512 broker whose certificate is for 127.0.0.1 (files in `dir`), and the
+/// client properties that work with it.
 fn secure_broker(dir: &std::path::Path) -> (Broker, Vec<(&'static str, String)>) {
     let certs = make_certs_for(dir, "IP:127.0.0.1");
     let broker = Broker::start_secure(Security {
@@ -260,5 +260,52 @@ fn a_broker_certificate_for_another_host_is_refused_and_named() {
         out.stderr
     );
     broker.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_broker_certificate_that_stops_verifying_under_a_running_run_stops_it_without_loss() {
+    let dir = support::mariadb::unique_dir();
+    let certs = dir.join("certs");
+    let mut stack = start_stack(&certs);
+    // A wait far above the time the test allows run to stop in.
+    let text = std::fs::read_to_string(&stack.config).expect("config");
+    std::fs::write(
+        &stack.config,
+        text.replace("message_timeout_secs = 120", "message_timeout_secs = 900"),
+    )
+    .expect("config");
+    stack.db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v INT);
+         INSERT INTO app.t VALUES (1, 1);",
+    );
+    let mut run = stack.spawn_run(0);
+    stack.wait_converged(&["app.t"], Duration::from_secs(120));
+    // The broker comes back with a certificate from a CA the config does not name: the
+    // producer's reconnections fail verification, and run stops instead of retrying until
+    // message_timeout_secs (900 s here).
+    let other = make_certs_for(&dir.join("other-ca"), "IP:127.0.0.1");
+    stack
+        .broker
+        .restart_with_tls(Some((other.cert.clone(), other.key.clone())));
+    stack.db.sql("INSERT INTO app.t VALUES (2, 2)");
+    let code = wait_exit(&mut run, Duration::from_secs(300));
+    let log = stack.run_log(0);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains("certificate verification failed")
+            && log.contains("ssl.ca.location")
+            && log.contains("the position was not committed past it"),
+        "{log}"
+    );
+    assert!(!log.contains(PASSWORD), "the run log holds the password");
+    // The broker's own certificate again: a new run writes the row that waited.
+    stack
+        .broker
+        .restart_with_tls(Some((certs.join("server.pem"), certs.join("server.key"))));
+    let mut run = stack.spawn_run(1);
+    stack.wait_converged(&["app.t"], Duration::from_secs(120));
+    assert_eq!(sigterm(&mut run), Some(0), "{}", stack.run_log(1));
+    drop(stack);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -228,6 +228,14 @@ impl Broker {
         self.launch();
     }
 
+    /// Starts it again on the same port and data with other TLS settings (the users stay:
+    /// they are in the data).
+    pub fn restart_with_tls(&mut self, tls: Option<(PathBuf, PathBuf)>) {
+        self.stop();
+        self.security.tls = tls;
+        self.launch();
+    }
+
     /// Starts it again on the same port and data.
     pub fn restart(&mut self) {
         self.stop();
