@@ -24,7 +24,8 @@ use crate::error::{Error, Result};
 pub fn problem(error: &KafkaError, reason: &str, k: &KafkaConfig) -> Option<String> {
     let prop = |name: &str| k.properties.get(name).map(String::as_str);
     match error.rdkafka_error_code()? {
-        RDKafkaErrorCode::Authentication => {
+        // librdkafka's own code, or the broker's (a request answered SASL_AUTHENTICATION_FAILED).
+        RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed => {
             let user = prop("sasl.username").unwrap_or("(sasl.username not set)");
             let mechanism = prop("sasl.mechanisms")
                 .or(prop("sasl.mechanism"))
@@ -192,6 +193,14 @@ mod tests {
             "{m}"
         );
         assert!(!m.contains("hunter2"), "{m}");
+        // The broker's error code, as a failed request carries it, is the same problem.
+        let m = problem(
+            &KafkaError::MessageProduction(RDKafkaErrorCode::SaslAuthenticationFailed),
+            "",
+            &k,
+        )
+        .expect("a problem");
+        assert!(m.contains("authentication failed for user \"cdc\""), "{m}");
     }
 
     #[test]
