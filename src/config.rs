@@ -670,16 +670,18 @@ impl Config {
         )
     }
 
-    /// This configuration as TOML, every password, token and secret replaced by `"***"`.
+    /// This configuration as TOML, every password, token and secret replaced by `"***"`
+    /// (also the librdkafka properties that hold a private key or credentials inline).
     pub fn to_toml_masked(&self) -> String {
         fn mask(v: &mut toml::Value) {
             if let toml::Value::Table(t) = v {
                 for (k, v) in t.iter_mut() {
                     let k = k.to_ascii_lowercase();
-                    if ["password", "secret", "token"]
+                    if (["password", "secret", "token"]
                         .iter()
                         .any(|s| k.contains(s))
-                        && !k.ends_with("_file")
+                        && !k.ends_with("_file"))
+                        || ["ssl.key.pem", "sasl.oauthbearer.config"].contains(&k.as_str())
                     {
                         *v = toml::Value::String("***".into());
                     } else {
@@ -1388,16 +1390,45 @@ mod reference {
     }
 
     #[test]
+    fn a_kafka_property_with_dots_comes_from_the_environment() {
+        let c = Config::from_toml(
+            "[kafka.properties]\n\"sasl.username\" = \"cdc\"\n",
+            Path::new("x"),
+            [(
+                "BINLAKE_KAFKA__PROPERTIES__SASL.PASSWORD".to_string(),
+                "1234".to_string(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            c.kafka.properties.get("sasl.password").map(String::as_str),
+            Some("1234")
+        );
+        assert_eq!(
+            c.kafka.properties.get("sasl.username").map(String::as_str),
+            Some("cdc")
+        );
+    }
+
+    #[test]
     fn printing_a_config_masks_its_secrets() {
         let c = Config::from_toml(
             "[mysql]\npassword = \"hunter2\"\n[admin]\nlisten = \"127.0.0.1:1\"\ntoken = \"tok3n\"\n\
-             [kafka.properties]\n\"sasl.password\" = \"s3cret\"\n",
+             [kafka.properties]\n\"sasl.password\" = \"s3cret\"\n\"ssl.key.pem\" = \"PRIVATE\"\n\
+             \"ssl.key.password\" = \"k3y\"\n\"sasl.oauthbearer.config\" = \"principal=p\"\n",
             Path::new("x"),
             std::iter::empty(),
         )
         .unwrap();
         let out = c.to_toml_masked();
-        for secret in ["hunter2", "tok3n", "s3cret"] {
+        for secret in [
+            "hunter2",
+            "tok3n",
+            "s3cret",
+            "PRIVATE",
+            "k3y",
+            "principal=p",
+        ] {
             assert!(!out.contains(secret), "{out}");
         }
         assert!(out.contains("listen = \"127.0.0.1:1\""), "{out}");

@@ -47,6 +47,10 @@ pub enum Error {
         context: String,
         cause: rdkafka::error::KafkaError,
     },
+    /// The broker refused binlake's credentials or TLS handshake; retrying cannot cure it.
+    /// The message names the problem and the `[kafka.properties]` keys that fix it.
+    #[error("{0}")]
+    KafkaAccess(String),
     /// A record Kafka did not accept in time; nothing after it was committed.
     #[error("{0} (the position was not committed past it; binlake resumes before it)")]
     Delivery(String),

@@ -233,7 +233,7 @@ impl Error {
             Error::Decode { .. } | Error::Checksum { .. } | Error::Corrupt { .. } => "decode",
             Error::Io { .. } => "io",
             Error::Mysql { .. } => "mysql",
-            Error::Kafka { .. } => "kafka",
+            Error::Kafka { .. } | Error::KafkaAccess(_) => "kafka",
             Error::Delivery(_) | Error::TooLarge { .. } => "delivery",
             Error::Registry(_) => "registry",
             Error::Encode(_) => "encode",

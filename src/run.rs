@@ -106,6 +106,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let mut registry = RegistryClient::new(cfg)?;
+    // A broker refusing the credentials or the TLS handshake is one clear error now, not
+    // timeouts later.
+    crate::kafka::access::check_async(&cfg.kafka, crate::kafka::access::WAIT).await?;
     let mut topics = Topics::new(&cfg.kafka)?;
     let producer = Producer::new(&cfg.kafka)?;
     let store = match cfg.kafka.offsets {

@@ -61,9 +61,12 @@ pub async fn read(cfg: &Config) -> Result<Status> {
     let kafka = cfg.clone();
     let exists = move || -> Result<bool> {
         Ok(match kafka.kafka.offsets {
-            OffsetStore::Kafka => crate::kafka::topics::Topics::new(&kafka.kafka)?
-                .list()?
-                .contains_key(&offsets_topic(&kafka)),
+            OffsetStore::Kafka => {
+                crate::kafka::access::check(&kafka.kafka, crate::kafka::access::WAIT)?;
+                crate::kafka::topics::Topics::new(&kafka.kafka)?
+                    .list()?
+                    .contains_key(&offsets_topic(&kafka))
+            }
             OffsetStore::File => true,
         })
     };

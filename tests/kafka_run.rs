@@ -444,83 +444,6 @@ fn a_broker_or_server_that_stays_away_is_a_clear_error_after_the_configured_wait
     assert!(log.contains("stayed unreachable for 3s"), "{log}");
 }
 
-/// A CA and a certificate it signed for 127.0.0.1, made with openssl in `dir`.
-fn make_certs(
-    dir: &std::path::Path,
-) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let (ca_key, ca, key, csr, cert) = (
-        dir.join("ca.key"),
-        dir.join("ca.pem"),
-        dir.join("server.key"),
-        dir.join("server.csr"),
-        dir.join("server.pem"),
-    );
-    let ext = dir.join("san.ext");
-    std::fs::write(
-        &ext,
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .expect("ext");
-    let p = |p: &std::path::Path| p.to_str().expect("path").to_string();
-    for args in [
-        vec![
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &p(&ca_key),
-            "-out",
-            &p(&ca),
-            "-days",
-            "2",
-            "-subj",
-            "/CN=binlake test CA",
-        ],
-        vec![
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &p(&key),
-            "-out",
-            &p(&csr),
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-        vec![
-            "x509",
-            "-req",
-            "-in",
-            &p(&csr),
-            "-CA",
-            &p(&ca),
-            "-CAkey",
-            &p(&ca_key),
-            "-CAcreateserial",
-            "-out",
-            &p(&cert),
-            "-days",
-            "2",
-            "-extfile",
-            &p(&ext),
-        ],
-    ] {
-        let out = std::process::Command::new("openssl")
-            .args(&args)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    (ca, cert, key)
-}
-
 #[test]
 fn an_https_registry_needs_its_ca_and_works_with_it() {
     let stack = Stack::start(false, "", "");
@@ -528,7 +451,7 @@ fn an_https_registry_needs_its_ca_and_works_with_it() {
         "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v INT);
          INSERT INTO app.t VALUES (1, 1), (2, 2);",
     );
-    let (ca, cert, key) = make_certs(&stack.db.dir);
+    let (ca, cert, key) = support::certs::make_certs(&stack.db.dir);
     let port = support::mariadb::free_port();
     let proxy = std::process::Command::new("python3")
         .args([

@@ -1,11 +1,13 @@
 //! Everything that talks to Kafka: topic management, the producer with its acknowledgement
 //! watermark, record placement, the committed source position, and the consumer-side
-//! position filter.
+//! position filter; and recognising a broker that refuses binlake's credentials or TLS
+//! handshake ([`access`]).
 //!
 //! Invariant kept across this module: a source position is committed only after Kafka
 //! acknowledged every record produced before it, and every record carries its position in the
 //! `binlake.pos` header, which only grows within a partition, across restarts too.
 
+pub mod access;
 pub mod dedup;
 pub mod offsets;
 pub mod partition;

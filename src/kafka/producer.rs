@@ -145,15 +145,22 @@ impl Acks {
     }
 }
 
-/// librdkafka context: routes delivery reports to [`Acks`], logs client errors.
+/// librdkafka context: routes delivery reports to [`Acks`], logs client errors, and stops the
+/// watermark on an error retrying cannot cure (the broker refusing the credentials or the TLS
+/// handshake, [`super::access`]).
 pub struct Context {
     acks: Arc<Acks>,
+    access: super::access::Watch,
 }
 
 impl ClientContext for Context {
     fn error(&self, error: KafkaError, reason: &str) {
-        // Broker connection errors are retried by librdkafka; they are worth a warning only.
-        tracing::warn!(%error, reason, "kafka client");
+        match self.access.note(&error, reason) {
+            // librdkafka would retry it until message.timeout.ms: stop now instead.
+            Some(problem) => self.acks.fail(problem),
+            // Broker connection errors are retried by librdkafka; worth a warning only.
+            None => tracing::warn!(%error, reason, "kafka client"),
+        }
     }
 }
 
@@ -268,7 +275,10 @@ impl Producer {
             }
         }
         let inner: BaseProducer<Context> = c
-            .create_with_context(Context { acks: acks.clone() })
+            .create_with_context(Context {
+                acks: acks.clone(),
+                access: super::access::Watch::new(k),
+            })
             .map_err(Error::kafka(
                 "creating the Kafka producer (check [kafka.properties])",
             ))?;

@@ -50,6 +50,7 @@ impl TopicReader {
     /// Assigns every partition of `topic` at its beginning. Fails when the topic does not
     /// exist.
     pub fn open(cfg: &Config, topic: &str, follow: bool) -> Result<TopicReader> {
+        crate::kafka::access::check(&cfg.kafka, crate::kafka::access::WAIT)?;
         let mut cc = crate::kafka::client_config(&cfg.kafka);
         cc.set(
             "group.id",

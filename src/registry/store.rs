@@ -48,12 +48,7 @@ struct Inner {
 }
 
 fn client_config(cfg: &Config) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.kafka.brokers);
-    for (k, v) in &cfg.kafka.properties {
-        c.set(k, v);
-    }
-    c
+    crate::kafka::client_config(&cfg.kafka)
 }
 
 fn store_err(context: &str) -> impl FnOnce(rdkafka::error::KafkaError) -> RegistryError + '_ {
@@ -65,6 +60,10 @@ impl Store {
     /// everything up to the high watermark at start.
     pub async fn open(cfg: &Config) -> Result<Store, RegistryError> {
         let topic = cfg.registry.topic.clone();
+        // A broker refusing the credentials or the TLS handshake is one clear error now.
+        crate::kafka::access::check_async(&cfg.kafka, crate::kafka::access::WAIT)
+            .await
+            .map_err(|e| RegistryError::setup("connecting to Kafka")(e.to_string()))?;
         ensure_topic(cfg, &topic).await?;
         let consumer: StreamConsumer = client_config(cfg)
             .set("group.id", "binlake-registry")

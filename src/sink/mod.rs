@@ -69,6 +69,8 @@ struct SinkContext {
     events: Mutex<Vec<Event>>,
     /// High watermarks from librdkafka's statistics (only with metrics on).
     high: Mutex<HashMap<Tp, i64>>,
+    /// Recognises the broker refusing the credentials or the TLS handshake.
+    access: crate::kafka::access::Watch,
 }
 
 impl SinkContext {
@@ -81,6 +83,15 @@ impl SinkContext {
 }
 
 impl ClientContext for SinkContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        match self.access.note(&error, reason) {
+            // librdkafka would retry it forever: stop the sink with it instead.
+            Some(problem) => self.push(Event::Failed(Error::KafkaAccess(problem))),
+            // As rdkafka's default.
+            None => tracing::error!("librdkafka: {error}: {reason}"),
+        }
+    }
+
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
         crate::kafka::QuietContext.log(level, fac, log_message)
     }
@@ -828,12 +839,15 @@ fn run_sink(cfg: Config, stop: Arc<AtomicBool>, rt: tokio::runtime::Handle) -> R
         }
         None => None,
     };
+    // A broker refusing the credentials or the TLS handshake is one clear error now.
+    crate::kafka::access::check(&cfg.kafka, crate::kafka::access::WAIT)?;
     let prefix = cfg.kafka.topic_prefix.clone();
     let ctx = SinkContext {
         storage: storage.clone(),
         prefix: prefix.clone(),
         events: Mutex::new(Vec::new()),
         high: Mutex::new(HashMap::new()),
+        access: crate::kafka::access::Watch::new(&cfg.kafka),
     };
     let mut cc = crate::kafka::client_config(&cfg.kafka);
     cc.set("group.id", &cfg.sink.group_id)

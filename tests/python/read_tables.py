@@ -8,6 +8,8 @@ tombstoned keys. Prints one JSON object: {"tables": {"db.table": [row, ...]}, "s
 where each row maps column name -> canonical text (MySQL's text form, HEX for bytes).
 
 usage: read_tables.py BOOTSTRAP REGISTRY_URL PREFIX
+environment: REGISTRY_AUTH (user:password), KAFKA_PROPERTIES (JSON object of librdkafka
+properties, e.g. for SASL_SSL)
 """
 import json
 import os
@@ -32,6 +34,8 @@ consumer = Consumer({
     "enable.auto.commit": False,
     "auto.offset.reset": "earliest",
     "enable.partition.eof": True,
+    # The broker's security settings (security.protocol, sasl.*, ssl.ca.location), as JSON.
+    **json.loads(os.environ.get("KAFKA_PROPERTIES") or "{}"),
 })
 
 metadata = consumer.list_topics(timeout=30)

@@ -5,6 +5,14 @@
 //! nisshi is found as `$NISSHI`, else `~/.cargo/bin/nisshi`, else on the PATH. It
 //! auto-creates unknown topics with 4 partitions when a client asks for their metadata:
 //! create topics explicitly before reading them.
+//!
+//! [`Broker::start_secure`] starts one that requires TLS and/or SASL SCRAM. What Nisshi 0.8.1
+//! needs for that (found by trying): `--cert`/`--key` make the listener TLS-only (its URL stays
+//! `tcp://`); `--authentication` refuses the memory engine ("can't store SCRAM users"), so
+//! such a broker uses sqlite; and `nisshi user create` talks to a broker in plaintext without
+//! authenticating, so the users are created through a plain start of the same sqlite file,
+//! which is then stopped and started again secured. Nisshi offers SCRAM-SHA-256 and
+//! SCRAM-SHA-512 only (no PLAIN).
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -61,10 +69,21 @@ pub fn stop(child: &mut Child, grace: Duration) {
     let _ = child.wait();
 }
 
+/// What a secured broker requires of its clients ([`Broker::start_secure`]).
+#[derive(Clone, Debug, Default)]
+pub struct Security {
+    /// TLS with this certificate chain and private key (PEM): the listener accepts only TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// SCRAM users: (name, password, mechanism `scram512` or `scram256`). When not empty the
+    /// broker requires SASL authentication.
+    pub users: Vec<(String, String, String)>,
+}
+
 pub struct Broker {
     pub port: u16,
     pub dir: PathBuf,
     sqlite: bool,
+    security: Security,
     child: Option<Child>,
 }
 
@@ -85,16 +104,60 @@ impl Broker {
     }
 
     fn start_engine(sqlite: bool) -> Broker {
+        Broker::start_with(sqlite, Security::default())
+    }
+
+    /// A broker that requires `security` of its clients (sqlite engine when it has users).
+    pub fn start_secure(security: Security) -> Broker {
+        Broker::start_with(!security.users.is_empty(), security)
+    }
+
+    fn start_with(sqlite: bool, security: Security) -> Broker {
         let dir = unique_dir();
         std::fs::create_dir_all(&dir).expect("broker dir");
         let mut b = Broker {
             port: free_port(),
             dir,
             sqlite,
+            security: Security::default(),
             child: None,
         };
+        if !security.users.is_empty() {
+            // `nisshi user create` speaks plaintext without authenticating: create the users
+            // through a plain start of the same sqlite file.
+            b.launch();
+            for (name, password, mechanism) in &security.users {
+                let out = Command::new(nisshi())
+                    .args([
+                        "user",
+                        "create",
+                        name,
+                        password,
+                        "--mechanism",
+                        mechanism,
+                        "--broker",
+                        &format!("tcp://127.0.0.1:{}", b.port),
+                    ])
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("run nisshi user create");
+                assert!(
+                    out.status.success(),
+                    "nisshi user create {name}: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            b.stop();
+        }
+        b.security = security;
         b.launch();
         b
+    }
+
+    /// The broker's log (every start of it).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default()
     }
 
     pub fn bootstrap(&self) -> String {
@@ -108,19 +171,37 @@ impl Broker {
         } else {
             "memory://nisshi/".to_string()
         };
-        let log = std::fs::File::create(self.dir.join("broker.log")).expect("broker log");
+        // Appended: a restart keeps the log of the earlier starts.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("broker.log"))
+            .expect("broker log");
+        let mut args: Vec<String> = [
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            &engine,
+            "--group-initial-rebalance-delay",
+            "0s",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        if let Some((cert, key)) = &self.security.tls {
+            for (flag, path) in [("--cert", cert), ("--key", key)] {
+                args.push(flag.into());
+                args.push(path.to_str().expect("utf-8 path").into());
+            }
+        }
+        if !self.security.users.is_empty() {
+            args.push("--authentication".into());
+        }
         let child = Command::new(nisshi())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                &engine,
-                "--group-initial-rebalance-delay",
-                "0s",
-            ])
+            .args(&args)
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -144,6 +225,14 @@ impl Broker {
             let _ = c.kill();
             let _ = c.wait();
         }
+        self.launch();
+    }
+
+    /// Starts it again on the same port and data with other TLS settings (the users stay:
+    /// they are in the data).
+    pub fn restart_with_tls(&mut self, tls: Option<(PathBuf, PathBuf)>) {
+        self.stop();
+        self.security.tls = tls;
         self.launch();
     }
 

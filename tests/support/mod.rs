@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod certs;
 pub mod cli;
 pub mod hadoop;
 pub mod mariadb;

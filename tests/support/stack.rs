@@ -18,6 +18,9 @@ pub struct Stack {
     pub config: PathBuf,
     /// `user:password` for the registry, when it requires basic auth.
     pub registry_auth: Option<String>,
+    /// librdkafka properties the independent reader needs for the broker (security), the
+    /// same as the config's [kafka.properties].
+    pub kafka_properties: Vec<(String, String)>,
 }
 
 impl Stack {
@@ -25,12 +28,30 @@ impl Stack {
     /// appended to the config (use sections other than [mysql], [kafka] and [registry], or
     /// override keys through `kafka_extra`).
     pub fn start(sqlite: bool, kafka_extra: &str, extra: &str) -> Stack {
-        let db = MariaDb::start();
         let broker = if sqlite {
             Broker::start_sqlite()
         } else {
             Broker::start_memory()
         };
+        Stack::start_on(broker, &[], kafka_extra, extra)
+    }
+
+    /// [`Stack::start`] on a broker the caller started (e.g. [`Broker::start_secure`]), with
+    /// `properties` as the config's [kafka.properties] and the reader's client properties.
+    pub fn start_on(
+        broker: Broker,
+        properties: &[(&str, &str)],
+        kafka_extra: &str,
+        extra: &str,
+    ) -> Stack {
+        let db = MariaDb::start();
+        let mut kafka_extra = kafka_extra.to_string();
+        if !properties.is_empty() {
+            kafka_extra += "\n[kafka.properties]\n";
+            for (k, v) in properties {
+                kafka_extra += &format!("{k:?} = {v:?}\n");
+            }
+        }
         let registry_port = free_port();
         let config = db.dir.join("binlake.toml");
         std::fs::write(
@@ -52,6 +73,10 @@ impl Stack {
             prefix: "cdc".into(),
             config,
             registry_auth: None,
+            kafka_properties: properties
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         s.start_registry();
         s
@@ -215,6 +240,17 @@ impl Stack {
                 &self.prefix,
             ])
             .env("REGISTRY_AUTH", self.registry_auth.as_deref().unwrap_or(""))
+            .env(
+                "KAFKA_PROPERTIES",
+                serde_json::to_string(
+                    &self
+                        .kafka_properties
+                        .iter()
+                        .cloned()
+                        .collect::<std::collections::BTreeMap<_, _>>(),
+                )
+                .expect("json"),
+            )
             .output()
             .expect("run python3 (pip install 'confluent-kafka[avro]' fastavro)");
         assert!(
