@@ -816,6 +816,21 @@ impl Config {
                         &format!("{} does not exist", ca.display()),
                     ));
                 }
+                let pem = std::fs::read(ca).map_err(|e| {
+                    key(
+                        "mysql.tls.ca_file",
+                        &format!("cannot read {}: {e}", ca.display()),
+                    )
+                })?;
+                if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                    return Err(key(
+                        "mysql.tls.ca_file",
+                        &format!(
+                            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                            ca.display()
+                        ),
+                    ));
+                }
             }
         }
         Ok(self)

@@ -232,7 +232,7 @@ impl Error {
             Error::Config(_) => "config",
             Error::Decode { .. } | Error::Checksum { .. } | Error::Corrupt { .. } => "decode",
             Error::Io { .. } => "io",
-            Error::Mysql { .. } => "mysql",
+            Error::Mysql { .. } | Error::MysqlTls { .. } => "mysql",
             Error::Kafka { .. } => "kafka",
             Error::Delivery(_) => "delivery",
             Error::Registry(_) => "registry",

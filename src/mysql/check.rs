@@ -8,7 +8,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::mysql::server::{self, Flavor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -70,6 +70,15 @@ pub async fn run(cfg: &Config) -> Result<Vec<Finding>> {
     let mut out = Vec::new();
     let mut conn = match server::connect(cfg).await {
         Ok(c) => c,
+        // A TLS problem's message already names the setting to change.
+        Err(e @ Error::MysqlTls { .. }) => {
+            out.push(bad(
+                Level::Fail,
+                format!("connect: {e}"),
+                "make [mysql.tls] mode and ca_file match the server's TLS setup, as the message says",
+            ));
+            return Ok(out);
+        }
         Err(e) => {
             out.push(bad(
                 Level::Fail,
