@@ -41,6 +41,8 @@ pub const UNSET_KEYS: &[&str] = &[
     "registry.listen",
     "registry.password",
     "registry.password_file",
+    "registry.tls_cert_file",
+    "registry.tls_key_file",
     "registry.username",
     "sink.partition.time_field",
 ];
@@ -343,6 +345,11 @@ pub struct RegistryConfig {
     /// `binlake registry`: the compacted topic holding the schemas (Confluent's name).
     #[serde(default = "default_schemas_topic")]
     pub topic: String,
+    /// `binlake registry`: PEM certificate chain (server certificate first); with
+    /// `tls_key_file` it serves HTTPS only.
+    pub tls_cert_file: Option<PathBuf>,
+    /// `binlake registry`: PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for RegistryConfig {
@@ -355,6 +362,8 @@ impl Default for RegistryConfig {
             ca_file: None,
             listen: None,
             topic: default_schemas_topic(),
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -770,6 +779,17 @@ impl Config {
                 &format!("`{}` is not an http:// or https:// URL", self.registry.url),
             ));
         }
+        match (&self.registry.tls_cert_file, &self.registry.tls_key_file) {
+            (Some(_), None) => return Err(key(
+                "registry.tls_key_file",
+                "set it too: registry.tls_cert_file is set, and HTTPS needs the certificate's key",
+            )),
+            (None, Some(_)) => return Err(key(
+                "registry.tls_cert_file",
+                "set it too: registry.tls_key_file is set, and HTTPS needs the certificate chain",
+            )),
+            _ => {}
+        }
         if self.registry.password.is_some() && self.registry.password_file.is_some() {
             return Err(key(
                 "registry.password",
@@ -814,6 +834,21 @@ impl Config {
                     return Err(key(
                         "mysql.tls.ca_file",
                         &format!("{} does not exist", ca.display()),
+                    ));
+                }
+                let pem = std::fs::read(ca).map_err(|e| {
+                    key(
+                        "mysql.tls.ca_file",
+                        &format!("cannot read {}: {e}", ca.display()),
+                    )
+                })?;
+                if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                    return Err(key(
+                        "mysql.tls.ca_file",
+                        &format!(
+                            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                            ca.display()
+                        ),
                     ));
                 }
                 let pem = std::fs::read(ca).map_err(|e| {
