@@ -700,9 +700,10 @@ impl Config {
             if let toml::Value::Table(t) = v {
                 for (k, v) in t.iter_mut() {
                     let k = k.to_ascii_lowercase();
-                    if ["password", "secret", "token"]
+                    if (["password", "secret", "token"]
                         .iter()
                         .any(|s| k.contains(s))
+                        || k == "ssl.key.pem")
                         && !k.ends_with("_file")
                     {
                         *v = toml::Value::String("***".into());
@@ -1585,13 +1586,13 @@ mod reference {
     fn printing_a_config_masks_its_secrets() {
         let c = Config::from_toml(
             "[mysql]\npassword = \"hunter2\"\n[admin]\nlisten = \"127.0.0.1:1\"\ntoken = \"tok3n\"\n\
-             [kafka.properties]\n\"sasl.password\" = \"s3cret\"\n",
+             [kafka.properties]\n\"sasl.password\" = \"s3cret\"\n\"ssl.key.pem\" = \"PEMKEY\"\n",
             Path::new("x"),
             std::iter::empty(),
         )
         .unwrap();
         let out = c.to_toml_masked();
-        for secret in ["hunter2", "tok3n", "s3cret"] {
+        for secret in ["hunter2", "tok3n", "s3cret", "PEMKEY"] {
             assert!(!out.contains(secret), "{out}");
         }
         assert!(out.contains("listen = \"127.0.0.1:1\""), "{out}");
