@@ -41,6 +41,8 @@ pub const UNSET_KEYS: &[&str] = &[
     "registry.listen",
     "registry.password",
     "registry.password_file",
+    "registry.tls_cert_file",
+    "registry.tls_key_file",
     "registry.username",
     "sink.partition.time_field",
 ];
@@ -242,7 +244,7 @@ pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
 }
 
 /// The Kafka cluster `binlake run` writes to (and the embedded registry stores schemas in).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap servers, `host:port[,host:port...]`.
@@ -326,7 +328,7 @@ pub enum OffsetStore {
 
 /// The Confluent-compatible schema registry: the client settings `binlake run` uses, and the
 /// embedded server `binlake registry` runs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
     /// Base URL, `http://host:port` or `https://...`.
@@ -343,6 +345,11 @@ pub struct RegistryConfig {
     /// `binlake registry`: the compacted topic holding the schemas (Confluent's name).
     #[serde(default = "default_schemas_topic")]
     pub topic: String,
+    /// `binlake registry`: PEM certificate chain (server certificate first); with
+    /// `tls_key_file` it serves HTTPS only.
+    pub tls_cert_file: Option<PathBuf>,
+    /// `binlake registry`: PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for RegistryConfig {
@@ -355,6 +362,8 @@ impl Default for RegistryConfig {
             ca_file: None,
             listen: None,
             topic: default_schemas_topic(),
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -382,7 +391,7 @@ fn default_schemas_topic() -> String {
 }
 
 /// The local HTTP admin endpoint of a running `tail` (on-demand snapshots).
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// `host:port` to listen on, e.g. `127.0.0.1:9470`. Unset: no endpoint.
@@ -472,7 +481,7 @@ fn default_in_flight() -> usize {
     8
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MysqlConfig {
     #[serde(default = "default_host")]
@@ -602,7 +611,12 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_toml(&text, path, std::env::vars())
+        let cfg = Self::from_toml(&text, path, std::env::vars())?;
+        // A password file that cannot be read stops every command here, before it connects
+        // anywhere or writes anything.
+        cfg.mysql_password()?;
+        cfg.registry_password()?;
+        Ok(cfg)
     }
 
     /// Parses TOML text and applies overrides from `env` (name, value) pairs.
@@ -617,6 +631,7 @@ impl Config {
                     path: path.to_owned(),
                     message: e.message().to_string(),
                 })?;
+        let mut plain = plain_text_secrets(&doc);
         let mut overrides = Vec::new();
         for (var, value) in env {
             let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
@@ -639,7 +654,16 @@ impl Config {
                 var: var.clone(),
                 message,
             })?;
+            // Set by the environment: not the file's plain text any more.
+            let key = path.join(".");
+            plain.retain(|(raw, _, _)| *raw != key);
             overrides.push((path, value));
+        }
+        for (_, key, fix) in &plain {
+            tracing::warn!(
+                "config file {} holds `{key}` in plain text; {fix}",
+                path.display()
+            );
         }
         loop {
             match deserialize(&doc) {
@@ -769,8 +793,22 @@ impl Config {
         {
             return Err(key(
                 "registry.url",
-                &format!("`{}` is not an http:// or https:// URL", self.registry.url),
+                &format!(
+                    "`{}` is not an http:// or https:// URL",
+                    redact_url(&self.registry.url)
+                ),
             ));
+        }
+        match (&self.registry.tls_cert_file, &self.registry.tls_key_file) {
+            (Some(_), None) => return Err(key(
+                "registry.tls_key_file",
+                "set it too: registry.tls_cert_file is set, and HTTPS needs the certificate's key",
+            )),
+            (None, Some(_)) => return Err(key(
+                "registry.tls_cert_file",
+                "set it too: registry.tls_key_file is set, and HTTPS needs the certificate chain",
+            )),
+            _ => {}
         }
         if self.registry.password.is_some() && self.registry.password_file.is_some() {
             return Err(key(
@@ -816,6 +854,21 @@ impl Config {
                     return Err(key(
                         "mysql.tls.ca_file",
                         &format!("{} does not exist", ca.display()),
+                    ));
+                }
+                let pem = std::fs::read(ca).map_err(|e| {
+                    key(
+                        "mysql.tls.ca_file",
+                        &format!("cannot read {}: {e}", ca.display()),
+                    )
+                })?;
+                if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                    return Err(key(
+                        "mysql.tls.ca_file",
+                        &format!(
+                            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                            ca.display()
+                        ),
                     ));
                 }
             }
@@ -1000,6 +1053,69 @@ impl Config {
     }
 }
 
+/// Secrets the file itself holds in plain text, as (the key's path joined by dots, the key as
+/// written in messages, how to avoid it).
+fn plain_text_secrets(doc: &toml::Table) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let section = |name: &str| doc.get(name).and_then(toml::Value::as_table);
+    for (sec, key, file) in [
+        ("mysql", "password", true),
+        ("registry", "password", true),
+        ("admin", "token", false),
+    ] {
+        if section(sec).is_some_and(|t| t.contains_key(key)) {
+            let env = format!("BINLAKE_{}__{}", sec.to_uppercase(), key.to_uppercase());
+            let fix = if file {
+                format!("use {sec}.{key}_file (a file only binlake's user can read) or the environment variable {env}")
+            } else {
+                format!("set it in the environment variable {env} instead")
+            };
+            out.push((format!("{sec}.{key}"), format!("{sec}.{key}"), fix));
+        }
+    }
+    if let Some(props) = section("kafka")
+        .and_then(|k| k.get("properties"))
+        .and_then(toml::Value::as_table)
+    {
+        for k in props.keys() {
+            if is_secret_property(k) {
+                let env = format!("BINLAKE_KAFKA__PROPERTIES__{}", k.to_uppercase());
+                out.push((
+                    format!("kafka.properties.{}", k.to_ascii_lowercase()),
+                    format!("kafka.properties.\"{k}\""),
+                    format!("set it in the environment variable {env} instead (e.g. through `env` or a systemd EnvironmentFile readable only by binlake's user)"),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// `url` with the password of its user-info (`scheme://user:password@host`) replaced by
+/// `***`, for messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    // Up to the last `@`, as binlake parses it: a password may hold `/`, `?`, `#` or `@`
+    // unescaped (hiding too much beats showing a password).
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let hidden = if userinfo.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{hidden}@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Whether a librdkafka property holds a secret (`sasl.password`, `ssl.key.password`,
+/// `sasl.oauthbearer.client.secret`, `ssl.key.pem`).
+pub fn is_secret_property(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("password") || k.contains("secret") || k == "ssl.key.pem"
+}
+
 fn read_secret(
     key: &str,
     file: Option<&Path>,
@@ -1044,6 +1160,85 @@ fn set_path(doc: &mut toml::Table, path: &[String], value: toml::Value) -> Resul
     }
     t.insert(last.clone(), value);
     Ok(())
+}
+
+/// `Debug` of the sections that hold secrets prints `"***"` for them, so a config printed with
+/// `{:?}` (in a log line or a panic) never shows a password.
+fn masked(secret: &Option<String>) -> Option<&'static str> {
+    secret.as_ref().map(|_| "***")
+}
+
+impl std::fmt::Debug for MysqlConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &masked(&self.password))
+            .field("password_file", &self.password_file)
+            .field("server_id", &self.server_id)
+            .field("tls", &self.tls)
+            .field("heartbeat_secs", &self.heartbeat_secs)
+            .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("retry_secs", &self.retry_secs)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryConfig")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &masked(&self.password))
+            .field("password_file", &self.password_file)
+            .field("ca_file", &self.ca_file)
+            .field("listen", &self.listen)
+            .field("topic", &self.topic)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &masked(&self.token))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: std::collections::BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                let v = if is_secret_property(k) {
+                    "***"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), v)
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("partitions", &self.partitions)
+            .field("replication_factor", &self.replication_factor)
+            .field("topic_config", &self.topic_config)
+            .field("allow_non_compacted", &self.allow_non_compacted)
+            .field("deletes", &self.deletes)
+            .field("offsets", &self.offsets)
+            .field("offsets_file", &self.offsets_file)
+            .field("transactional_id", &self.transactional_id)
+            .field("message_timeout_secs", &self.message_timeout_secs)
+            .field("properties", &properties)
+            .finish()
+    }
 }
 
 /// Table and column selection from `[capture]`.
@@ -1408,6 +1603,27 @@ mod reference {
             c.kafka.properties.get("sasl.username").map(String::as_str),
             Some("cdc")
         );
+    }
+
+    #[test]
+    fn debug_and_urls_mask_secrets() {
+        let c = Config::from_toml(
+            "[mysql]\npassword = \"hunter2\"\n[admin]\nlisten = \"127.0.0.1:1\"\ntoken = \"tok3n\"\n\
+             [registry]\nusername = \"u\"\npassword = \"r3g\"\n\
+             [kafka.properties]\n\"sasl.password\" = \"s3cret\"\n\"ssl.key.password\" = \"k3y\"\n",
+            Path::new("x"),
+            std::iter::empty(),
+        )
+        .unwrap();
+        let out = format!("{c:?} {c:#?}");
+        for secret in ["hunter2", "tok3n", "s3cret", "r3g", "k3y"] {
+            assert!(!out.contains(secret), "{out}");
+        }
+        assert!(out.contains("127.0.0.1:1"), "{out}");
+        assert_eq!(redact_url("https://u:pw@h:1/p?q"), "https://u:***@h:1/p?q");
+        assert_eq!(redact_url("http://h:1"), "http://h:1");
+        assert_eq!(redact_url("mysql://u@h/d"), "mysql://u@h/d");
+        assert_eq!(redact_url("mysql://u:p/w@x@h/d"), "mysql://u:***@h/d");
     }
 
     #[test]

@@ -42,6 +42,10 @@ pub enum Error {
         context: String,
         cause: mysql_async::Error,
     },
+    /// TLS to the MySQL server cannot work as configured (certificate, host name, TLS
+    /// required or not offered); `problem` names the setting to change. Not retried.
+    #[error("{context}: {problem}")]
+    MysqlTls { context: String, problem: String },
     #[error("{context}: {cause}")]
     Kafka {
         context: String,

@@ -232,7 +232,7 @@ impl Error {
             Error::Config(_) => "config",
             Error::Decode { .. } | Error::Checksum { .. } | Error::Corrupt { .. } => "decode",
             Error::Io { .. } => "io",
-            Error::Mysql { .. } => "mysql",
+            Error::Mysql { .. } | Error::MysqlTls { .. } => "mysql",
             Error::Kafka { .. } | Error::KafkaAccess(_) => "kafka",
             Error::Delivery(_) | Error::TooLarge { .. } => "delivery",
             Error::Registry(_) => "registry",

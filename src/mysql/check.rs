@@ -147,6 +147,15 @@ pub async fn run(cfg: &Config) -> Result<Vec<Finding>> {
     let mut out = Vec::new();
     let mut conn = match server::connect(cfg).await {
         Ok(c) => c,
+        // A TLS problem's message already names the setting to change.
+        Err(e @ Error::MysqlTls { .. }) => {
+            out.push(bad(
+                Level::Fail,
+                format!("connect: {e}"),
+                "make [mysql.tls] mode and ca_file match the server's TLS setup, as the message says",
+            ));
+            return Ok(out);
+        }
         Err(e) => {
             out.push(bad(
                 Level::Fail,

@@ -3,6 +3,7 @@
 //!
 //! Invariant: nothing here writes to the server; every statement is a read.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
@@ -20,6 +21,19 @@ pub enum Flavor {
     MariaDb,
 }
 
+/// Host names learned under `verify-ca`: (host, port) → a name the server's certificate is
+/// valid for (see [`connect`]).
+static VERIFY_CA_NAMES: std::sync::Mutex<BTreeMap<(String, u16), String>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+fn learned_name(host: &str, port: u16) -> Option<String> {
+    VERIFY_CA_NAMES
+        .lock()
+        .ok()?
+        .get(&(host.to_string(), port))
+        .cloned()
+}
+
 /// Connection options from `[mysql]`.
 pub fn opts(cfg: &Config) -> Result<OptsBuilder> {
     let m = &cfg.mysql;
@@ -32,18 +46,89 @@ pub fn opts(cfg: &Config) -> Result<OptsBuilder> {
         .stmt_cache_size(16)
         .max_allowed_packet(Some(1 << 30));
     if m.tls.mode != TlsMode::Disabled {
-        let mut ssl =
-            SslOpts::default().with_danger_skip_domain_validation(m.tls.mode == TlsMode::VerifyCa);
+        let mut ssl = SslOpts::default();
         if let Some(ca) = &m.tls.ca_file {
             ssl = ssl.with_root_certs(vec![ca.clone().into()]);
+        }
+        if m.tls.mode == TlsMode::VerifyCa {
+            ssl = ssl.with_danger_skip_domain_validation(true);
+            if let Some(name) = learned_name(&m.host, m.port) {
+                ssl = ssl.with_danger_tls_hostname_override(Some(name));
+            }
         }
         b = b.ssl_opts(ssl);
     }
     Ok(b)
 }
 
-/// Connects, with the configured timeout and an error that says where it tried.
+/// Connects, with the configured timeout and an error that says where it tried (and, for TLS
+/// problems, which setting to change).
+///
+/// `verify-ca` checks the certificate chain but not the host name. mysql_async 0.37 means to
+/// do that, but its check misses rustls 0.23's name error, so a certificate for another name
+/// fails anyway. Such a failure happens only after the chain was verified, so binlake then
+/// connects again, telling the TLS layer to expect a name the (verified) certificate carries.
 pub async fn connect(cfg: &Config) -> Result<Conn> {
+    let mut r = connect_once(cfg).await;
+    if let Err(Error::Mysql { cause, .. }) = &r {
+        // Also when a name was learned before: the server may have a new certificate.
+        let learn = cfg.mysql.tls.mode == TlsMode::VerifyCa;
+        if let Some(name) = name_in_certificate(cause).filter(|_| learn) {
+            tracing::debug!(%name, "verify-ca: the certificate's chain is valid; expecting its name");
+            if let Ok(mut names) = VERIFY_CA_NAMES.lock() {
+                names.insert((cfg.mysql.host.clone(), cfg.mysql.port), name);
+            }
+            r = connect_once(cfg).await;
+        }
+    }
+    match r {
+        Err(Error::Mysql { context, cause }) => {
+            if access_denied_for_want_of_tls(cfg, &cause).await {
+                return Err(Error::MysqlTls {
+                    context,
+                    problem: format!(
+                        "the server requires TLS: it denies access without TLS ({cause}) and \
+                         grants it over TLS (require_secure_transport = ON, or the account is \
+                         REQUIRE SSL), and [mysql.tls] mode is \"disabled\"; {TLS_FIX}"
+                    ),
+                });
+            }
+            Err(classify(cfg, context, cause))
+        }
+        r => r,
+    }
+}
+
+const TLS_FIX: &str = "set [mysql.tls] mode = \"verify-identity\" and ca_file = the PEM file \
+                       of the CA that signed the server's certificate";
+
+/// MariaDB answers a connection without TLS to a TLS-only server or account with the same
+/// "access denied" (1045) as a wrong password. With TLS off, binlake then tries the same
+/// login once over TLS to tell the two apart. That attempt does not verify the certificate,
+/// but it is never weaker than the plain attempt that just failed: the same credentials, and
+/// encrypted. The connection is closed at once.
+async fn access_denied_for_want_of_tls(cfg: &Config, cause: &mysql_async::Error) -> bool {
+    let mysql_async::Error::Server(s) = cause else {
+        return false;
+    };
+    if cfg.mysql.tls.mode != TlsMode::Disabled || s.code != 1045 {
+        return false;
+    }
+    let Ok(opts) = opts(cfg) else {
+        return false;
+    };
+    let probe = opts.ssl_opts(SslOpts::default().with_danger_accept_invalid_certs(true));
+    let limit = Duration::from_secs(cfg.mysql.connect_timeout_secs as u64);
+    match tokio::time::timeout(limit, Conn::new(probe)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.disconnect().await;
+            true
+        }
+        _ => false,
+    }
+}
+
+async fn connect_once(cfg: &Config) -> Result<Conn> {
     let where_ = format!(
         "connecting to MySQL at {}:{} as {}",
         cfg.mysql.host, cfg.mysql.port, cfg.mysql.user
@@ -67,6 +152,122 @@ pub async fn connect(cfg: &Config) -> Result<Conn> {
             ),
         }),
     }
+}
+
+/// The rustls error inside a connection error, if TLS failed.
+fn rustls_error(e: &mysql_async::Error) -> Option<&rustls::Error> {
+    match e {
+        mysql_async::Error::Io(mysql_async::IoError::Io(io)) => {
+            io.get_ref()?.downcast_ref::<rustls::Error>()
+        }
+        mysql_async::Error::Io(mysql_async::IoError::Tls(mysql_async::TlsError::Tls(e))) => Some(e),
+        _ => None,
+    }
+}
+
+/// A name (DNS name or IP address) the server's certificate is valid for, when the connection
+/// failed only because the certificate is not valid for the name binlake connected to.
+fn name_in_certificate(e: &mysql_async::Error) -> Option<String> {
+    let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext {
+        presented,
+        ..
+    })) = rustls_error(e)
+    else {
+        return None;
+    };
+    // rustls-webpki writes them as `DnsName("db.example")` and `IpAddress(10.0.0.1)`.
+    presented.iter().find_map(|p| {
+        if let Some(dns) = p
+            .strip_prefix("DnsName(\"")
+            .and_then(|r| r.strip_suffix("\")"))
+        {
+            // A wildcard stands for any one label.
+            let name = dns.replacen("*.", "binlake.", 1);
+            return rustls::pki_types::ServerName::try_from(name.as_str())
+                .is_ok()
+                .then_some(name);
+        }
+        let ip = p.strip_prefix("IpAddress(")?.strip_suffix(')')?;
+        ip.parse::<std::net::IpAddr>().ok().map(|ip| ip.to_string())
+    })
+}
+
+/// The connection error, as one message that names the TLS problem and the setting to change
+/// when TLS is the cause.
+fn classify(cfg: &Config, context: String, cause: mysql_async::Error) -> Error {
+    let tls = &cfg.mysql.tls;
+    let mode = match tls.mode {
+        TlsMode::Disabled => "disabled",
+        TlsMode::VerifyIdentity => "verify-identity",
+        TlsMode::VerifyCa => "verify-ca",
+    };
+    let ca = match &tls.ca_file {
+        Some(p) => format!("the CA in mysql.tls.ca_file ({})", p.display()),
+        None => "a CA this host trusts (mysql.tls.ca_file is not set, so the built-in web \
+                 roots)"
+            .to_string(),
+    };
+    let problem = match (&cause, rustls_error(&cause)) {
+        (mysql_async::Error::Server(s), _)
+            if tls.mode == TlsMode::Disabled
+                && (s.code == 3159
+                    || s.message
+                        .to_ascii_lowercase()
+                        .contains("insecure transport")) =>
+        {
+            format!(
+                "the server requires TLS (require_secure_transport = ON: {}), and [mysql.tls] \
+                 mode is \"disabled\"; {TLS_FIX}",
+                s.message
+            )
+        }
+        (mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer), _) => {
+            format!(
+                "[mysql.tls] mode is \"{mode}\" but the server does not offer TLS; give the \
+                 server a certificate (ssl_cert, ssl_key and ssl_ca in its my.cnf) or set \
+                 [mysql.tls] mode = \"disabled\""
+            )
+        }
+        (
+            _,
+            Some(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            )),
+        ) => {
+            let fix = if tls.mode == TlsMode::VerifyCa {
+                "under verify-ca binlake connects as a DNS name or IP address the certificate \
+                 carries, and it carries none binlake can use: reissue the certificate with one"
+                    .to_string()
+            } else {
+                format!(
+                    "set [mysql] host to a name the certificate carries, or [mysql.tls] mode = \
+                     \"verify-ca\" to verify only that {ca} signed it"
+                )
+            };
+            format!(
+                "TLS host-name verification failed: the server's certificate is not valid for \
+                 \"{}\" ({}); {fix}",
+                cfg.mysql.host,
+                rustls_error(&cause)
+                    .map(|e| e.to_string())
+                    .unwrap_or_default()
+            )
+        }
+        (_, Some(e @ rustls::Error::InvalidCertificate(_))) => format!(
+            "TLS certificate verification failed ({e}): the server's certificate is not signed \
+             by {ca}; set mysql.tls.ca_file to the PEM file of the CA that signed it"
+        ),
+        (_, Some(e)) => format!(
+            "TLS handshake failed ({e}) with [mysql.tls] mode = \"{mode}\"; check that the \
+             server's TLS setup (ssl_cert, ssl_key) works and that mysql.tls.ca_file is its CA"
+        ),
+        (mysql_async::Error::Io(mysql_async::IoError::Tls(e)), None) => {
+            format!("TLS setup failed ({e}); is mysql.tls.ca_file a PEM certificate? ({ca})")
+        }
+        _ => return Error::Mysql { context, cause },
+    };
+    Error::MysqlTls { context, problem }
 }
 
 pub async fn flavor(conn: &mut Conn) -> Result<Flavor> {

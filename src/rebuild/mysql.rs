@@ -26,8 +26,8 @@ use crate::sink::schema::LakeSchema;
 
 use super::sql::{ident, literal, TableDef};
 
-/// Where to write: a server and a database.
-#[derive(Debug, Clone)]
+/// Where to write: a server and a database. `Debug` and `Display` never show the password.
+#[derive(Clone)]
 pub struct MysqlUrl {
     pub host: String,
     pub port: u16,
@@ -48,13 +48,27 @@ impl std::fmt::Display for MysqlUrl {
     }
 }
 
+impl std::fmt::Debug for MysqlUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlUrl")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("db", &self.db)
+            .field("tls", &self.config.is_some())
+            .finish()
+    }
+}
+
 impl MysqlUrl {
     /// `mysql://user[:password]@host[:port][/db]` (user and password percent-decoded; the
     /// password may also come from MYSQL_PWD).
     pub fn parse(url: &str) -> Result<MysqlUrl> {
+        let shown = crate::config::redact_url(url);
         let bad = |why: &str| {
             Error::Unsupported(format!(
-                "`{url}`: {why}; write mysql://user[:password]@host[:port]/database"
+                "`{shown}`: {why}; write mysql://user[:password]@host[:port]/database"
             ))
         };
         let rest = url

@@ -80,6 +80,8 @@ impl RegistryClient {
         body: Option<serde_json::Value>,
     ) -> Result<(u16, serde_json::Value)> {
         let url = format!("{}{}", self.base, path);
+        // For messages: never the password of a `https://user:password@host` URL.
+        let shown = format!("{}{}", crate::config::redact_url(&self.base), path);
         let mut req = self
             .http
             .request(method, &url)
@@ -101,7 +103,7 @@ impl RegistryClient {
                 cause = c.source();
             }
             Error::Registry(format!(
-                "{url}: {why} (is the registry at registry.url running? for https, is \
+                "{shown}: {why} (is the registry at registry.url running? for https, is \
                  registry.ca_file the CA that signed its certificate?)"
             ))
         })?;
@@ -109,10 +111,10 @@ impl RegistryClient {
         let text = resp
             .text()
             .await
-            .map_err(|e| Error::Registry(format!("{url}: reading the answer: {e}")))?;
+            .map_err(|e| Error::Registry(format!("{shown}: reading the answer: {e}")))?;
         if status == 401 || status == 403 {
             return Err(Error::Registry(format!(
-                "{url}: HTTP {status}: check registry.username and the password"
+                "{shown}: HTTP {status}: check registry.username and the password"
             )));
         }
         let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));

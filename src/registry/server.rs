@@ -1,6 +1,7 @@
 //! The HTTP API: Confluent's Schema Registry routes, JSON shapes, status codes and error
 //! bodies (`{"error_code": 40401, "message": "..."}`), answered from the [`Store`]; optional
-//! HTTP basic auth on every route.
+//! HTTP basic auth on every route, and HTTPS only when `[registry] tls_cert_file` and
+//! `tls_key_file` are set.
 //!
 //! Invariant: handlers never change state themselves: reads go to the store's state, writes
 //! go through the store's write methods (which go through the `_schemas` log). Every answer,
@@ -51,6 +52,8 @@ pub async fn run(
         }
         None => None,
     };
+    // Certificate problems are found before anything else is touched.
+    let tls = tls_acceptor(cfg)?;
     let store = Store::open(cfg).await?;
     let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| {
         RegistryError::setup(format!("binding {listen} ([registry] listen)"))(e.to_string())
@@ -58,11 +61,138 @@ pub async fn run(
     let addr = listener
         .local_addr()
         .map_err(|e| RegistryError::setup("reading the bound address")(e.to_string()))?;
-    tracing::info!(%addr, topic = %cfg.registry.topic, auth = credentials.is_some(), "schema registry listening");
-    axum::serve(listener, router(store, credentials))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| RegistryError::setup("serving HTTP")(e.to_string()))
+    tracing::info!(%addr, topic = %cfg.registry.topic, auth = credentials.is_some(), https = tls.is_some(), "schema registry listening");
+    let app = router(store, credentials);
+    match tls {
+        Some(acceptor) => {
+            serve_tls(listener, app, acceptor, shutdown).await;
+            Ok(())
+        }
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|e| RegistryError::setup("serving HTTP")(e.to_string())),
+    }
+}
+
+/// The TLS side of `[registry] tls_cert_file` and `tls_key_file`; `None` when they are unset
+/// (plain HTTP). A file that cannot be read or holds no usable PEM is an error naming its key.
+pub fn tls_acceptor(cfg: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, RegistryError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let (Some(cert_file), Some(key_file)) =
+        (&cfg.registry.tls_cert_file, &cfg.registry.tls_key_file)
+    else {
+        return Ok(None);
+    };
+    let bad = |key: &str, path: &std::path::Path, why: String| RegistryError::Setup {
+        context: format!("config key `{key}`"),
+        cause: format!("{}: {why}", path.display()),
+    };
+    let read = |key: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| bad(key, path, format!("cannot read it: {e}")))
+    };
+    let pem = read("registry.tls_cert_file", cert_file)?;
+    let chain = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            bad(
+                "registry.tls_cert_file",
+                cert_file,
+                format!("not a PEM certificate chain: {e}"),
+            )
+        })?;
+    if chain.is_empty() {
+        return Err(bad(
+            "registry.tls_cert_file",
+            cert_file,
+            "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+        ));
+    }
+    let pem = read("registry.tls_key_file", key_file)?;
+    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+        bad(
+            "registry.tls_key_file",
+            key_file,
+            format!("not a PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"),
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| RegistryError::setup("setting up TLS")(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| {
+            bad(
+                "registry.tls_key_file",
+                key_file,
+                format!(
+                    "does not go with the certificate in registry.tls_cert_file ({}): {e}",
+                    cert_file.display()
+                ),
+            )
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+}
+
+/// Serves `app` over HTTPS (HTTP/1.1) until `shutdown` completes, then lets open connections
+/// finish their requests (up to 10 s). A client that fails the TLS handshake (plain HTTP, an
+/// unknown CA) only loses its own connection.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    acceptor: tokio_rustls::TlsAcceptor,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let handshake = acceptor.accept(tcp);
+            let stream =
+                match tokio::time::timeout(std::time::Duration::from_secs(10), handshake).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "HTTPS connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => {
+            tracing::warn!("connections still open 10 s after shutdown began; closing them");
+        }
+    }
 }
 
 /// `[registry] listen`, else the host:port of `[registry] url` (port 80/443 by scheme).

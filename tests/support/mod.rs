@@ -10,4 +10,5 @@ pub mod cli;
 pub mod hadoop;
 pub mod mariadb;
 pub mod stack;
+pub mod tls;
 pub mod workload;
