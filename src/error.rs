@@ -8,11 +8,12 @@ use crate::mysql::types::DecodeError;
 pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{file} at offset {offset}: {source}")]
+    /// Not a `#[source]`: the message already holds it (once in `{:#}` chains).
+    #[error("{file} at offset {offset}: {detail}")]
     Decode {
         file: String,
         offset: u64,
-        source: DecodeError,
+        detail: DecodeError,
     },
     #[error(
         "{file} at offset {offset}: checksum mismatch (event says {expected:#010x}, bytes give \

@@ -539,6 +539,8 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 Filter::new(&cfg.capture),
                 cfg.capture.key,
             );
+            // Files on disk: a statement-logged change is reported, the rest still decoded.
+            decoder.skip_statements();
             let mut printer = Printer::new(format, limit);
             let mut more = true;
             for f in &files {

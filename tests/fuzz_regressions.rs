@@ -382,3 +382,14 @@ mod registry {
         assert!(e.to_string().contains("no version left"), "{e}");
     }
 }
+
+/// A JSON column's DECIMAL scalar with scale 122 and precision 11: mysql_common's JSONB
+/// parser computed the size as precision - scale and overflowed (decimal/mod.rs:424).
+#[test]
+fn a_json_decimal_with_scale_above_precision_is_an_error_not_an_overflow() {
+    fails_at(
+        "binlog-json-decimal-scale-above-precision.bin",
+        181,
+        "a DECIMAL scalar with precision 11 and scale 122",
+    );
+}

@@ -91,6 +91,9 @@ pub struct Decoder {
     held: Option<Change>,
     /// Tables whose rows are skipped (no key, `key = "skip"`): logged once.
     warned: std::collections::HashSet<String>,
+    /// A statement-logged change to a captured table stops decoding (the stream), rather
+    /// than being skipped with a warning (`binlake decode` of old files).
+    statements_are_errors: bool,
 }
 
 impl Decoder {
@@ -110,7 +113,14 @@ impl Decoder {
             row_in_offset: 0,
             held: None,
             warned: Default::default(),
+            statements_are_errors: true,
         }
+    }
+
+    /// Statement-logged changes to captured tables are skipped with a warning instead of
+    /// stopping: for reading files offline, where nothing is resumed or lost by going on.
+    pub fn skip_statements(&mut self) {
+        self.statements_are_errors = false;
     }
 
     /// Changes at or before `resume` will not be emitted.
@@ -257,11 +267,21 @@ impl Decoder {
                     {
                         // A session with binlog_format = STATEMENT (or MIXED): the rows it
                         // changed are not in the binlog. Skipping it would lose them.
-                        return Err(Error::Unsupported(format!(
-                                "{} at offset {offset}: a change to captured tables was logged as a statement, not as                                  rows ({}): binlake cannot know which rows it changed. Make                                  every session write ROW events (SET GLOBAL binlog_format =                                  'ROW', and do not let clients SET SESSION binlog_format);                                  then restart binlake with --from after this event on a fresh                                  state and re-snapshot the tables it touched (binlake snapshot)",
-                                self.file,
-                                sql.chars().take(120).collect::<String>()
+                        let sql: String = sql.chars().take(120).collect();
+                        if self.statements_are_errors {
+                            return Err(Error::Unsupported(format!(
+                                "{} at offset {offset}: a change to captured tables was logged \
+                                 as a statement, not as rows ({sql}): binlake cannot know which \
+                                 rows it changed. Make every session write ROW events (SET \
+                                 GLOBAL binlog_format = 'ROW', and do not let clients SET \
+                                 SESSION binlog_format); then start binlake on a fresh state \
+                                 with --from after this event and re-snapshot the tables it \
+                                 touched",
+                                self.file
                             )));
+                        }
+                        tracing::warn!(file = %self.file, offset, %sql, "a statement-logged change: its rows are not in the binlog and not in the output");
+                        self.end_transaction(out);
                     }
                     _ => {
                         // DDL (or a statement-format DML on tables not captured).
@@ -288,10 +308,10 @@ impl Decoder {
                     let exclude = |c: &str| !filter.column(&db, &table, c);
                     let d =
                         TableDecoder::new(&tme, server, &self.collations, self.key_mode, &exclude)
-                            .map_err(|source| Error::Decode {
+                            .map_err(|detail| Error::Decode {
                                 file: self.file.to_string(),
                                 offset,
-                                source,
+                                detail,
                             })?;
                     if d.skip && self.warned.insert(format!("{db}.{table}")) {
                         tracing::warn!(table = %format!("{db}.{table}"), "table has no primary key and capture.key = \"skip\": its changes are not captured");
@@ -485,10 +505,10 @@ impl Decoder {
         let ts_ms = self
             .txn_ts_ms
             .unwrap_or(ev.header().timestamp() as u64 * 1000);
-        let decode_err = |file: &str, source| Error::Decode {
+        let decode_err = |file: &str, detail| Error::Decode {
             file: file.to_string(),
             offset,
-            source,
+            detail,
         };
         while !r.buf.is_empty() {
             let left = r.buf.len();

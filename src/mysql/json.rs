@@ -5,6 +5,7 @@
 
 use mysql_common::binlog::jsonb;
 use mysql_common::binlog::jsondiff::{JsonDiff, JsonDiffOperation};
+use mysql_common::constants::ColumnType;
 use mysql_common::io::ParseBuf;
 
 use crate::mysql::types::DecodeError;
@@ -16,7 +17,58 @@ fn invalid(detail: impl ToString) -> DecodeError {
     }
 }
 
+/// How deep MySQL nests JSON documents at most (its JSON_DOCUMENT_MAX_DEPTH).
+const MAX_DEPTH: usize = 100;
+
+/// Checks what mysql_common's `parse` trusts: nesting within MySQL's limit (its parser
+/// recurses), and DECIMAL scalars whose scale and precision a column could have (a scale
+/// above the precision overflows its size computation: found by fuzz).
+fn check(v: &jsonb::Value<'_>, depth: usize) -> Result<(), DecodeError> {
+    if depth > MAX_DEPTH {
+        return Err(invalid(format!(
+            "document nested deeper than MySQL allows ({MAX_DEPTH})"
+        )));
+    }
+    match v {
+        jsonb::Value::SmallArray(c) => {
+            for e in c.iter() {
+                check(&e.map_err(invalid)?, depth + 1)?;
+            }
+        }
+        jsonb::Value::LargeArray(c) => {
+            for e in c.iter() {
+                check(&e.map_err(invalid)?, depth + 1)?;
+            }
+        }
+        jsonb::Value::SmallObject(c) => {
+            for e in c.iter() {
+                check(&e.map_err(invalid)?.1, depth + 1)?;
+            }
+        }
+        jsonb::Value::LargeObject(c) => {
+            for e in c.iter() {
+                check(&e.map_err(invalid)?.1, depth + 1)?;
+            }
+        }
+        jsonb::Value::Opaque(o) if o.value_type() == ColumnType::MYSQL_TYPE_NEWDECIMAL => {
+            match o.data_raw() {
+                [precision, scale, ..] if scale <= precision && *precision <= 65 => {}
+                [precision, scale, ..] => {
+                    return Err(invalid(format!(
+                        "a DECIMAL scalar with precision {precision} and scale {scale} (at \
+                         most 65, and the scale at most the precision)"
+                    )))
+                }
+                _ => return Err(invalid("a DECIMAL scalar without precision and scale")),
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 fn to_json(v: jsonb::Value<'_>) -> Result<serde_json::Value, DecodeError> {
+    check(&v, 0)?;
     let dom = v.parse().map_err(invalid)?;
     Ok(serde_json::Value::from(dom))
 }
