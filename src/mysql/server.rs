@@ -104,14 +104,19 @@ const TLS_FIX: &str = "set [mysql.tls] mode = \"verify-identity\" and ca_file = 
 
 /// MariaDB answers a connection without TLS to a TLS-only server or account with the same
 /// "access denied" (1045) as a wrong password. With TLS off, binlake then tries the same
-/// login once over TLS to tell the two apart. That attempt does not verify the certificate,
-/// but it is never weaker than the plain attempt that just failed: the same credentials, and
-/// encrypted. The connection is closed at once.
+/// login once over TLS to tell the two apart, and only against MariaDB (its greeting says
+/// so): that attempt does not verify the certificate, and MariaDB's password plugins send
+/// over TLS nothing they did not send in the plain attempt that just failed. MySQL's
+/// caching_sha2_password would send the password itself over TLS, so MySQL never gets the
+/// probe (it names the TLS requirement itself, error 3159). The connection is closed at once.
 async fn access_denied_for_want_of_tls(cfg: &Config, cause: &mysql_async::Error) -> bool {
     let mysql_async::Error::Server(s) = cause else {
         return false;
     };
     if cfg.mysql.tls.mode != TlsMode::Disabled || s.code != 1045 {
+        return false;
+    }
+    if !greets_as_mariadb(cfg).await {
         return false;
     }
     let Ok(opts) = opts(cfg) else {
@@ -124,6 +129,29 @@ async fn access_denied_for_want_of_tls(cfg: &Config, cause: &mysql_async::Error)
             let _ = conn.disconnect().await;
             true
         }
+        _ => false,
+    }
+}
+
+/// Whether the server's greeting (the handshake packet it sends before any login) names
+/// MariaDB in its version string.
+async fn greets_as_mariadb(cfg: &Config) -> bool {
+    use tokio::io::AsyncReadExt;
+    let limit = Duration::from_secs(cfg.mysql.connect_timeout_secs as u64);
+    let read = async {
+        let mut tcp =
+            tokio::net::TcpStream::connect((cfg.mysql.host.as_str(), cfg.mysql.port)).await?;
+        let mut buf = vec![0u8; 128];
+        let n = tcp.read(&mut buf).await?;
+        buf.truncate(n);
+        Ok::<_, std::io::Error>(buf)
+    };
+    match tokio::time::timeout(limit, read).await {
+        // 3 bytes length, 1 byte sequence, protocol version 10, then the version string.
+        Ok(Ok(b)) => b.get(5..).is_some_and(|v| {
+            let end = v.iter().position(|&c| c == 0).unwrap_or(v.len());
+            String::from_utf8_lossy(&v[..end]).contains("MariaDB")
+        }),
         _ => false,
     }
 }
