@@ -104,3 +104,43 @@ pub fn diffs_to_text(bytes: &[u8]) -> Result<String, DecodeError> {
     }
     Ok(serde_json::Value::Array(out).to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A JSONB small array holding `inner` (another small array's body) as its one element,
+    /// or nothing; returns the array's body (without its type byte).
+    fn array(inner: Option<Vec<u8>>) -> Vec<u8> {
+        let Some(inner) = inner else {
+            return vec![0, 0, 4, 0]; // no elements, 4 bytes
+        };
+        let size = (7 + inner.len()) as u16;
+        let mut b = vec![1, 0];
+        b.extend_from_slice(&size.to_le_bytes());
+        b.extend_from_slice(&[0x02, 7, 0]); // a small array at offset 7
+        b.extend(inner);
+        b
+    }
+
+    fn nested(depth: usize) -> Vec<u8> {
+        let mut body = array(None);
+        for _ in 0..depth {
+            body = array(Some(body));
+        }
+        let mut doc = vec![0x02];
+        doc.extend(body);
+        doc
+    }
+
+    #[test]
+    fn nesting_is_limited_to_mysqls_depth() {
+        let ok = binary_to_text(&nested(MAX_DEPTH)).unwrap();
+        assert!(ok.starts_with("[[[") && ok.ends_with("]]]"), "{ok}");
+        let e = binary_to_text(&nested(MAX_DEPTH + 1)).unwrap_err();
+        assert!(
+            e.to_string().contains("nested deeper than MySQL allows"),
+            "{e}"
+        );
+    }
+}
