@@ -21,6 +21,9 @@ pub struct Stack {
     /// librdkafka properties the independent reader needs for the broker (security), the
     /// same as the config's [kafka.properties].
     pub kafka_properties: Vec<(String, String)>,
+    /// Every `run` and `sink` started, killed on drop if still running (a failed assertion
+    /// must not leave them behind).
+    spawned: std::sync::Mutex<Vec<u32>>,
 }
 
 impl Stack {
@@ -73,6 +76,7 @@ impl Stack {
             prefix: "cdc".into(),
             config,
             registry_auth: None,
+            spawned: Default::default(),
             kafka_properties: properties
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -146,6 +150,7 @@ impl Stack {
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
+            .map(|c| self.remember(c))
             .expect("spawn binlake run")
     }
 
@@ -163,7 +168,15 @@ impl Stack {
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
+            .map(|c| self.remember(c))
             .expect("spawn binlake sink")
+    }
+
+    fn remember(&self, child: Child) -> Child {
+        if let Ok(mut s) = self.spawned.lock() {
+            s.push(child.id());
+        }
+        child
     }
 
     pub fn sink_log(&self, n: usize) -> String {
@@ -383,6 +396,15 @@ fn canonical(v: &serde_json::Value) -> String {
 
 impl Drop for Stack {
     fn drop(&mut self) {
+        // Only processes still running this stack's config (a pid may have been reused).
+        let config = self.db.dir.to_string_lossy().into_owned();
+        for pid in self.spawned.lock().map(|s| s.clone()).unwrap_or_default() {
+            let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&config));
+            if ours {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        }
         self.stop_registry();
     }
 }
