@@ -408,18 +408,7 @@ impl Sink {
             .get(&tp)
             .is_none_or(|w| !w.files.iter().any(|f| f.part_path == part_path));
         if new_file {
-            while self.open_files() >= self.cfg.sink.max_open_files {
-                let Some(oldest) = self
-                    .windows
-                    .iter()
-                    .filter(|(_, w)| !w.files.is_empty())
-                    .min_by_key(|(_, w)| w.opened)
-                    .map(|(tp, _)| tp.clone())
-                else {
-                    break;
-                };
-                self.commit(&oldest)?;
-            }
+            self.make_room(1)?;
         }
         let accepted = self.filter.accept(topic, m.partition(), pos);
         let window = self
@@ -620,16 +609,23 @@ impl Sink {
                 _ => self.commit(&tp)?,
             }
         }
-        while self.open_files() > self.cfg.sink.max_open_files {
-            let Some(tp) = self
+        self.make_room(0)
+    }
+
+    /// Commits the oldest windows with open files until `more` files fit under
+    /// `[sink] max_open_files`.
+    fn make_room(&mut self, more: usize) -> Result<()> {
+        while self.open_files() + more > self.cfg.sink.max_open_files {
+            let Some(oldest) = self
                 .windows
                 .iter()
+                .filter(|(_, w)| !w.files.is_empty())
                 .min_by_key(|(_, w)| w.opened)
                 .map(|(tp, _)| tp.clone())
             else {
                 break;
             };
-            self.commit(&tp)?;
+            self.commit(&oldest)?;
         }
         Ok(())
     }
