@@ -393,3 +393,26 @@ fn a_json_decimal_with_scale_above_precision_is_an_error_not_an_overflow() {
         "a DECIMAL scalar with precision 11 and scale 122",
     );
 }
+
+/// A MySQL 8 table map whose primary-key metadata lists column 2 twice: the key schema got
+/// two fields named `foo`, which Avro rejects. A table has each column once in its key.
+#[test]
+fn a_primary_key_listing_a_column_twice_is_an_error_not_a_bad_schema() {
+    fails_at(
+        "binlog-primary-key-column-twice.bin",
+        127,
+        "the table map's primary key names column 2 twice",
+    );
+}
+
+/// The table map above with its first column renamed `FOO` (CRC recomputed; made by hand,
+/// not by the fuzzer): column names are unique without case, so two `foo`s are corrupt
+/// metadata, not two Avro fields of one name.
+#[test]
+fn a_table_map_naming_two_columns_alike_is_an_error() {
+    fails_at(
+        "binlog-column-name-twice.bin",
+        127,
+        "the table map names two columns `foo`",
+    );
+}

@@ -107,6 +107,13 @@ impl TableDecoder {
             .collect::<Result<_, _>>()
             .map_err(|e| bad(e.to_string()))?;
         let logged = logged_names.len() == n;
+        // Column names are unique in a table, compared without case.
+        let mut seen = std::collections::HashSet::with_capacity(logged_names.len());
+        if let Some(a) = logged_names.iter().find(|a| !seen.insert(a.to_lowercase())) {
+            return Err(bad(format!(
+                "{db}.{table}: the table map names two columns `{a}`"
+            )));
+        }
         // The server's table now may have columns added or dropped since this event: with
         // names in the binlog its columns are found by name, without them only by position,
         // and only while the column count agrees.
@@ -254,7 +261,20 @@ impl TableDecoder {
         // Primary key: from the table map, else from information_schema.
         let mut pk_binlog: Vec<usize> = Vec::new();
         for k in meta.iter_primary_key() {
-            pk_binlog.push(k.map_err(|e| bad(e.to_string()))? as usize);
+            let k = k.map_err(|e| bad(e.to_string()))? as usize;
+            // A table has each column once in its primary key; anything else is corrupt
+            // metadata, and would give the key schema two fields of one name.
+            if k >= names.len() || pk_binlog.contains(&k) {
+                return Err(bad(format!(
+                    "{db}.{table}: the table map's primary key names column {k} {}",
+                    if k >= names.len() {
+                        "beyond the table's columns"
+                    } else {
+                        "twice"
+                    }
+                )));
+            }
+            pk_binlog.push(k);
         }
         if pk_binlog.is_empty() {
             if let Some(s) = server.or(by_name) {
