@@ -390,6 +390,17 @@ mod registry {
         }
     }
 
+    /// A decimal `fixed` whose `scale` is misspelled: apache-avro printed `logicalType` and
+    /// `scale` twice, and reading that back kept one of each, so the identity changed on the
+    /// second reading. Found by registry_input; the identity is now read until it settles.
+    #[test]
+    fn a_decimal_fixed_without_a_scale_has_one_identity() {
+        let s = r#"{"type":"fixed","name":"F","size":16,"logicalType":"decimal","precision":2,"sc?ale":2444444444444444444444444444}"#;
+        let p = compat::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert_eq!(compat::identity_of(None, &p.identity), p.identity);
+        assert_eq!(compat::identity_of(None, s), p.identity);
+    }
+
     /// The same for versions: a subject at version 4294967295 has no next version.
     #[test]
     fn version_after_u32_max_is_an_error_not_an_overflow() {

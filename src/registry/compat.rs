@@ -23,7 +23,29 @@ pub struct Parsed {
 }
 
 /// Parses an Avro schema text; the error is the parser's message.
+///
+/// The identity is apache-avro's printed form, read back until it prints itself: the printed
+/// form is not always a fixed point (a decimal `fixed` without a `scale` prints `logicalType`
+/// and `scale` twice, and reading that back keeps one of each), and without this one schema
+/// could have two identities, so two ids.
 pub fn parse(text: &str) -> Result<Parsed, String> {
+    const ROUNDS: usize = 4;
+    let (mut schema, mut identity) = normalize(text)?;
+    for _ in 0..ROUNDS {
+        let (again_schema, again) = normalize(&identity)?;
+        if again == identity {
+            return Ok(Parsed { schema, identity });
+        }
+        (schema, identity) = (again_schema, again);
+    }
+    Err(format!(
+        "the schema's normalized form still changes after {ROUNDS} readings; simplify its \
+         properties"
+    ))
+}
+
+/// One reading: the text's schema and apache-avro's printed form of it.
+fn normalize(text: &str) -> Result<(Schema, String), String> {
     let json: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
     check_names(&json)?;
     let schema = Schema::parse(&json).map_err(|e| e.to_string())?;
@@ -31,7 +53,7 @@ pub fn parse(text: &str) -> Result<Parsed, String> {
     // Not `schema.canonical_form()`: apache-avro 0.21 panics computing it for a schema with a
     // property named like a schema keyword where it means nothing (`"items": 2` on a fixed),
     // and nothing in the registry needs it.
-    Ok(Parsed { schema, identity })
+    Ok((schema, identity))
 }
 
 /// Checks the names and aliases of the named types (record, enum, fixed) in a schema's JSON,
