@@ -204,13 +204,13 @@ fn the_current_table_equals_the_source_after_each_compaction() {
         )],
     );
     let rows = out[0].as_array().expect("rows");
-    let mut ids: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut by_snapshot: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for r in rows {
         let snapshot = r["snapshot"].as_str().expect("snapshot");
         let id = r["id"]
             .as_str()
             .map_or_else(|| r["id"].to_string(), str::to_string);
-        ids.entry(snapshot).or_default().push(id);
+        by_snapshot.entry(snapshot).or_default().push(id);
     }
     let shown = || {
         format!(
@@ -221,11 +221,11 @@ fn the_current_table_equals_the_source_after_each_compaction() {
         )
     };
     assert!(
-        !ids.is_empty(),
+        !by_snapshot.is_empty(),
         "no snapshot from {second_id} on: {}",
         shown()
     );
-    for (snapshot, ids) in &ids {
+    for (snapshot, ids) in &by_snapshot {
         assert_eq!(ids, &["5"], "snapshot {snapshot}: {}", shown());
     }
 
