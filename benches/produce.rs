@@ -4,7 +4,9 @@
 //! the ratio of the two rates is binlake's own overhead.
 //!
 //! Env: BROKERS, SOURCE_TOPIC (a binlake table topic to sample), TARGET_TOPIC (created with
-//! PARTITIONS partitions), COUNT (records to produce). Prints `baseline_records_per_sec=...`.
+//! PARTITIONS partitions), COUNT (records to produce); TRANSACTIONAL_ID, when set, produces in
+//! Kafka transactions committed every 500 ms (what `[kafka] transactional_id` makes `run` do).
+//! Prints `baseline_records_per_sec=...`.
 
 use std::time::{Duration, Instant};
 
@@ -104,7 +106,12 @@ fn main() {
         .set("cleanup.policy", "compact");
     rt.block_on(admin.create_topics([&topic], &AdminOptions::new()))
         .expect("create topic");
-    let producer: BaseProducer = ClientConfig::new()
+    let transactional = std::env::var("TRANSACTIONAL_ID").ok();
+    let mut config = ClientConfig::new();
+    if let Some(id) = &transactional {
+        config.set("transactional.id", id);
+    }
+    let producer: BaseProducer = config
         .set("bootstrap.servers", &brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -115,8 +122,22 @@ fn main() {
         .set("queue.buffering.max.messages", "100000")
         .create()
         .expect("producer");
+    if transactional.is_some() {
+        producer
+            .init_transactions(Duration::from_secs(30))
+            .expect("init transactions");
+        producer.begin_transaction().expect("begin");
+    }
+    let mut committed = Instant::now();
     let start = Instant::now();
     for i in 0..count {
+        if transactional.is_some() && committed.elapsed() >= Duration::from_millis(500) {
+            producer
+                .commit_transaction(Duration::from_secs(60))
+                .expect("commit");
+            producer.begin_transaction().expect("begin");
+            committed = Instant::now();
+        }
         let (key, value, sample_headers) = &samples[i % samples.len()];
         let mut headers = OwnedHeaders::new_with_capacity(sample_headers.len());
         for (k, v) in sample_headers {
@@ -144,6 +165,11 @@ fn main() {
         producer.poll(Duration::ZERO);
     }
     producer.flush(Duration::from_secs(300)).expect("flush");
+    if transactional.is_some() {
+        producer
+            .commit_transaction(Duration::from_secs(60))
+            .expect("commit");
+    }
     let secs = start.elapsed().as_secs_f64();
     println!(
         "baseline_records={count} seconds={secs:.3} baseline_records_per_sec={:.0} cpu_seconds={:.2}",

@@ -256,7 +256,8 @@ pub struct KafkaConfig {
     /// Partitions of each table topic binlake creates.
     #[serde(default = "default_partitions")]
     pub partitions: i32,
-    /// Replication factor of the topics binlake creates.
+    /// Replication factor of the topics binlake creates; -1 (the default) leaves it to the
+    /// brokers' `default.replication.factor`.
     #[serde(default = "default_replication")]
     pub replication_factor: i32,
     /// Further topic configs for the topics binlake creates (`"min.compaction.lag.ms" = "0"`).
@@ -378,7 +379,7 @@ fn default_partitions() -> i32 {
     3
 }
 fn default_replication() -> i32 {
-    1
+    -1
 }
 fn default_message_timeout() -> u32 {
     300
@@ -776,6 +777,12 @@ impl Config {
         }
         if self.kafka.partitions < 1 {
             return Err(key("kafka.partitions", "must be at least 1"));
+        }
+        if self.kafka.replication_factor == 0 || self.kafka.replication_factor < -1 {
+            return Err(key(
+                "kafka.replication_factor",
+                "must be at least 1, or -1 for the brokers' default.replication.factor",
+            ));
         }
         if self.kafka.topic_prefix.is_empty()
             || !self

@@ -1,5 +1,5 @@
-//! binlake against a broker that requires TLS and SASL SCRAM (Nisshi with `--cert`, `--key`
-//! and `--authentication`), with the security settings passed through `[kafka.properties]`:
+//! binlake against a broker that requires TLS and SASL SCRAM (Apache Kafka with a PEM keystore
+//! and SCRAM users), with the security settings passed through `[kafka.properties]`:
 //! `binlake registry`, `run` and `sink` work through SASL_SSL and keep the password out of
 //! their logs; a wrong password, a missing or wrong CA, and a certificate for another host are
 //! each one clear error that names the problem and the keys that fix it, and commit nothing.

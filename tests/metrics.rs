@@ -1,5 +1,5 @@
 //! The `[metrics]` endpoint of `binlake run` and `binlake sink`, against real servers
-//! (MariaDB, a Nisshi broker, `binlake registry`, a file:// lake): every metric binlake lists
+//! (MariaDB, Apache Kafka, `binlake registry`, a file:// lake): every metric binlake lists
 //! is exposed and moves with the workload; `/ready` is false until the initial snapshot is
 //! complete and again while the stream reads events an hour old; JSON logs carry positions.
 

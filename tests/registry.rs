@@ -1,4 +1,4 @@
-//! `binlake registry` against a real broker (nisshi): Confluent's Python client end to end,
+//! `binlake registry` against a real broker (Apache Kafka): Confluent's Python client end to end,
 //! two processes agreeing on ids, state read back from `_schemas` after a restart (in
 //! Confluent's record format), and basic auth.
 

@@ -1,4 +1,4 @@
-//! `binlake sink` against real servers: MariaDB → `binlake run` → Nisshi + `binlake registry`
+//! `binlake sink` against real servers: MariaDB → `binlake run` → Apache Kafka + `binlake registry`
 //! → `binlake sink` → a file:// lake, read back by independent readers (DuckDB for Parquet,
 //! fastavro for Avro) and compared value by value with the source tables.
 

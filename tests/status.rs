@@ -1,4 +1,4 @@
-//! `binlake status` and `binlake config` against real servers (MariaDB, a Nisshi broker,
+//! `binlake status` and `binlake config` against real servers (MariaDB, Apache Kafka,
 //! `binlake registry`): the committed position `run` left, the lag that grows while it is
 //! stopped, a purged position (exit 1), and a printed config without its secrets.
 

@@ -20,17 +20,13 @@ bench_insert() {
     '2024-01-01' + INTERVAL (seq % 365) DAY FROM seq_$1_to_$2;"
 }
 
-# bench_kafka KPORT RPORT: a Nisshi broker (memory engine) and `binlake registry`, stopped on
-# exit, and $DIR/bench.toml pointing at them (snapshot off, topics bench.{db}.{table}).
+# bench_kafka KPORT RPORT: Apache Kafka (one KRaft node, deploy/local/kafka.sh; its controller
+# on KPORT+100) and `binlake registry`, stopped on exit, and $DIR/bench.toml pointing at them
+# (snapshot off, topics bench.{db}.{table}). BENCH_KAFKA_EXTRA: more [kafka] lines.
 bench_kafka() {
-  local nisshi
-  nisshi=$(command -v nisshi || echo "$HOME/.cargo/bin/nisshi")
-  (cd "$DIR" && exec "$nisshi" broker --listener-url "tcp://127.0.0.1:$1" \
-    --advertised-listener-url "tcp://127.0.0.1:$1" --storage-engine memory://nisshi/ \
-    --group-initial-rebalance-delay 0s >"$DIR/broker.log" 2>&1) &
-  BROKER=$!
   REGISTRY=""
-  trap 'kill $BROKER $REGISTRY 2>/dev/null || true; sleep 1; kill -9 $BROKER 2>/dev/null || true; bash deploy/local/mariadb.sh stop "$DIR" >/dev/null 2>&1 || true; rm -rf "$DIR"' EXIT
+  trap 'kill $REGISTRY 2>/dev/null || true; bash deploy/local/kafka.sh stop "$DIR/kafka" >/dev/null 2>&1 || true; bash deploy/local/mariadb.sh stop "$DIR" >/dev/null 2>&1 || true; rm -rf "$DIR"' EXIT
+  bash deploy/local/kafka.sh start "$DIR/kafka" "$1" >/dev/null
   cat > "$DIR/bench.toml" <<TOML
 [mysql]
 port = $PORT
@@ -41,10 +37,10 @@ mode = "never"
 brokers = "127.0.0.1:$1"
 topic_prefix = "bench"
 partitions = 3
+${BENCH_KAFKA_EXTRA:-}
 [registry]
 url = "http://127.0.0.1:$2"
 TOML
-  until (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; do sleep 0.1; done
   ./target/release/binlake --log warn registry --config "$DIR/bench.toml" >"$DIR/registry.log" 2>&1 &
   REGISTRY=$!
   until curl -sf "http://127.0.0.1:$2/" >/dev/null; do sleep 0.1; done

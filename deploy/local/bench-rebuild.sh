@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Owns: the `binlake rebuild` benchmark of BENCHMARKS.md. Starts a private MariaDB, a Nisshi
-# broker (memory engine) and `binlake registry`; fills the 10-column table bench.t with ROWS
+# Owns: the `binlake rebuild` benchmark of BENCHMARKS.md. Starts a private MariaDB, Apache Kafka
+# (one KRaft node) and `binlake registry`; fills the 10-column table bench.t with ROWS
 # rows and lets `binlake run` put them into the topic bench.bench.t; then times `binlake
 # rebuild --create` of that topic into a second database on the same server, and reports
 # rows/s with the CPU seconds of mysqld (the server's share) and of binlake over the rebuild.

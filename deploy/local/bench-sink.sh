@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Owns: the `binlake sink` benchmark of BENCHMARKS.md. Starts a private MariaDB, a Nisshi
-# broker (memory engine) and `binlake registry`; fills the topic of the 10-column table bench.t
+# Owns: the `binlake sink` benchmark of BENCHMARKS.md. Starts a private MariaDB, Apache Kafka
+# (one KRaft node) and `binlake registry`; fills the topic of the 10-column table bench.t
 # with ROWS records through `binlake run`; then times `binlake sink` from its start until every
 # record is in a committed Parquet file (windows close at 200,000 records or after 1 s), and reports rows/s and the
 # sink's peak RSS, and the same for a plain consumer that only reads the records. LAKE=hdfs://127.0.0.1:9000/bench writes to that HDFS instead of a local

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Owns: README's first command. On a fresh Debian machine with a Rust toolchain it installs
-# what is missing (MariaDB from Debian's packages, the broker Nisshi from crates.io, Python
+# what is missing (MariaDB from Debian's packages, Apache Kafka 4.4.0 from Maven Central, with a JDK and Maven from Debian where missing, Python
 # confluent-kafka, fastavro and DuckDB from PyPI), builds binlake, starts the embedded stack
-# (deploy/local/stack.sh: MariaDB, Nisshi, `binlake registry` on 127.0.0.1, data in
+# (deploy/local/stack.sh: MariaDB, Apache Kafka, `binlake registry` on 127.0.0.1, data in
 # .binlake-demo/), loads a demo database (three tables, every column type), runs `binlake
 # run` (snapshot, then stream) and `binlake sink` (Parquet lake in .binlake-demo/lake),
 # applies a burst of changes, then checks that the topics (read with confluent-kafka) and

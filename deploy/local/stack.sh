@@ -1,24 +1,24 @@
 #!/usr/bin/env bash
 # Owns: the embedded local stack, every process on 127.0.0.1 with its data, logs and PID
-# under one directory: a private MariaDB (CDC-ready binlog settings), the Kafka-protocol
-# broker Nisshi (sqlite engine: topics survive a restart), `binlake registry`, then
+# under one directory: a private MariaDB (CDC-ready binlog settings), Apache Kafka (one KRaft
+# node, deploy/local/kafka.sh; data in DIR/kafka), `binlake registry`, then
 # `binlake run` and `binlake sink` (file:// lake in DIR/lake), and, with STACK_HADOOP=1, HDFS
 # and a Hive metastore (the sink then writes to HDFS and registers the tables).
 # Invariant: every process it starts has its PID in DIR/*.pid and `stop` ends them all
 # (SIGTERM, SIGKILL after 30 s); nothing else is touched.
 #
-#   stack.sh start DIR      start MariaDB, Nisshi, the registry; write DIR/binlake.toml
+#   stack.sh start DIR      start MariaDB, Kafka, the registry; write DIR/binlake.toml
 #   stack.sh binlake DIR    start `binlake run` and `binlake sink` with DIR/binlake.toml
 #   stack.sh stop DIR       stop everything started in DIR (binlake first)
 #   stack.sh status DIR     one line per process: running (pid) or stopped
 #
 # Environment (defaults in brackets):
 #   STACK_BIN [target/release/binlake]   the binlake binary
-#   STACK_MYSQL_PORT [33306]  STACK_KAFKA_PORT [39092]  STACK_REGISTRY_PORT [38081]
+#   STACK_MYSQL_PORT [33306]  STACK_KAFKA_PORT [39092] (its controller: that + 100)
+#   STACK_REGISTRY_PORT [38081]
 #   STACK_RUN_METRICS_PORT [39100]  STACK_SINK_METRICS_PORT [39101]
 #   STACK_HADOOP [0]   1: also HDFS + Hive metastore (deploy/local/hadoop.sh; its ports,
 #                      HADOOP_NAMENODE_PORT [9000] and HIVE_METASTORE_PORT [9083], apply)
-#   NISSHI [~/.cargo/bin/nisshi or nisshi on PATH]
 # (Not BINLAKE_*: those names are binlake's configuration overrides.)
 set -euo pipefail
 
@@ -34,13 +34,6 @@ HADOOP=${STACK_HADOOP:-0}
 
 die() { echo "stack.sh: $*" >&2; exit 1; }
 alive() { kill -0 "$1" 2>/dev/null; }
-
-nisshi_bin() {
-  if [ -n "${NISSHI:-}" ]; then echo "$NISSHI"
-  elif [ -x "$HOME/.cargo/bin/nisshi" ]; then echo "$HOME/.cargo/bin/nisshi"
-  else command -v nisshi || die "nisshi not found: bash deploy/local/kafka.sh install"
-  fi
-}
 
 wait_port() { # PORT WHAT PIDFILE
   local i
@@ -114,13 +107,8 @@ cmd_start() {
   mkdir -p "$dir/mariadb"
   bash "$HERE/mariadb.sh" start "$dir/mariadb" "$MYSQL_PORT" >/dev/null
   echo "mariadb:  127.0.0.1:$MYSQL_PORT (root/root, binlake/binlake), data in $dir/mariadb"
-  mkdir -p "$dir/nisshi"
-  local url="tcp://127.0.0.1:$KAFKA_PORT"
-  (cd "$dir/nisshi" && spawn "$dir" nisshi "$(nisshi_bin)" broker --listener-url "$url" \
-    --advertised-listener-url "$url" --storage-engine sqlite://nisshi.db \
-    --group-initial-rebalance-delay 0s)
-  wait_port "$KAFKA_PORT" nisshi "$dir/nisshi.pid"
-  echo "kafka:    127.0.0.1:$KAFKA_PORT (Nisshi, sqlite engine), data in $dir/nisshi"
+  bash "$HERE/kafka.sh" start "$dir/kafka" "$KAFKA_PORT" >/dev/null
+  echo "kafka:    127.0.0.1:$KAFKA_PORT (Apache Kafka), data and log in $dir/kafka/node-1"
   spawn "$dir" registry "$BIN" registry --config "$dir/binlake.toml"
   wait_port "$REGISTRY_PORT" "binlake registry" "$dir/registry.pid"
   echo "registry: http://127.0.0.1:$REGISTRY_PORT (binlake registry)"
@@ -170,7 +158,7 @@ cmd_stop() {
   stop_pid "$dir" sink
   stop_pid "$dir" run
   stop_pid "$dir" registry
-  stop_pid "$dir" nisshi
+  if [ -d "$dir/kafka" ]; then bash "$HERE/kafka.sh" stop "$dir/kafka"; fi
   if [ -d "$dir/hadoop" ]; then
     HADOOP_DIR="$dir/hadoop" bash "$HERE/hadoop.sh" stop all || true
   fi
@@ -180,7 +168,13 @@ cmd_stop() {
 
 cmd_status() {
   local dir=$1 name ok=0
-  for name in nisshi registry run sink; do
+  if [ -f "$dir/kafka/node-1/node.pid" ] && alive "$(cat "$dir/kafka/node-1/node.pid")"; then
+    echo "kafka: running (pid $(cat "$dir/kafka/node-1/node.pid"))"
+  else
+    echo "kafka: stopped"
+    ok=1
+  fi
+  for name in registry run sink; do
     if [ -f "$dir/$name.pid" ] && alive "$(cat "$dir/$name.pid")"; then
       echo "$name: running (pid $(cat "$dir/$name.pid"))"
     else

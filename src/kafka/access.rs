@@ -1,5 +1,6 @@
-//! The broker refusing binlake for good: SASL authentication failed, or the TLS handshake
-//! failed (the broker's certificate could not be verified, no common protocol). librdkafka
+//! The broker refusing binlake for good: SASL authentication failed, the TLS handshake
+//! failed (the broker's certificate could not be verified, no common protocol), or a newer
+//! producer with the same transactional id fenced this one. librdkafka
 //! reports these on the client's error callback and keeps retrying forever; this module turns
 //! the first one into one error that names the problem and the `[kafka.properties]` keys that
 //! fix it, so that binlake stops at once instead of waiting out its timeouts.
@@ -54,8 +55,25 @@ pub fn problem(error: &KafkaError, reason: &str, k: &KafkaConfig) -> Option<Stri
                 )
             })
         }
+        // Another producer initialized the same transactional.id (librdkafka's fatal _FENCED,
+        // or the broker's answer to this producer's old epoch).
+        RDKafkaErrorCode::Fenced
+        | RDKafkaErrorCode::ProducerFenced
+        | RDKafkaErrorCode::InvalidProducerEpoch => Some(fenced(reason, k)),
+        // librdkafka reports the fencing as its fatal error, the cause in the reason.
+        RDKafkaErrorCode::Fatal if reason.contains("fenced") => Some(fenced(reason, k)),
         _ => None,
     }
+}
+
+fn fenced(reason: &str, k: &KafkaConfig) -> String {
+    format!(
+        "this run was fenced: another binlake run started with the same [kafka] \
+             transactional_id ({}) and took over its transactions: {reason}. This one stops; \
+             its open transaction is aborted, so nothing it wrote since its last commit is \
+             visible to read_committed consumers. Run one process per transactional_id",
+        k.transactional_id.as_deref().unwrap_or("unset")
+    )
 }
 
 /// Client context that remembers the first [`problem`] and logs the other client errors as

@@ -26,6 +26,9 @@ pub enum Part {
     NewKey = 2,
 }
 
+/// The name of the record header that carries a record's source position.
+pub const HEADER: &str = "binlake.pos";
+
 /// Length of an encoded position: 22 bytes as 44 hex digits.
 pub const POS_LEN: usize = 44;
 

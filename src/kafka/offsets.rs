@@ -50,11 +50,15 @@ impl Store {
         match self {
             Store::File(p) => SavedState::load(p),
             Store::Kafka { topic, cfg, .. } => {
-                let consumer: BaseConsumer = super::client_config(cfg)
+                let consumer: BaseConsumer<super::QuietContext> = super::client_config(cfg)
                     .set("group.id", "binlake-offsets")
                     .set("enable.auto.commit", "false")
                     .set("isolation.level", "read_committed")
-                    .create()
+                    // Under read_committed the partition can end in a transaction marker,
+                    // which is never delivered: the end is known from the EOF event, not
+                    // from seeing the record at high - 1.
+                    .set("enable.partition.eof", "true")
+                    .create_with_context(super::QuietContext)
                     .map_err(Error::kafka("creating a Kafka consumer"))?;
                 let timeout = Duration::from_secs(30);
                 let (low, high) = consumer
@@ -77,10 +81,11 @@ impl Store {
                             "timed out reading the committed position from {topic}"
                         )));
                     }
-                    let Some(m) = consumer.poll(Duration::from_millis(200)) else {
-                        continue;
+                    let m = match consumer.poll(Duration::from_millis(200)) {
+                        None => continue,
+                        Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+                        Some(m) => m.map_err(Error::kafka(format!("reading {topic}")))?,
                     };
-                    let m = m.map_err(Error::kafka(format!("reading {topic}")))?;
                     if m.key() == Some(KEY) {
                         last = Some(m.payload().map(<[u8]>::to_vec));
                     }

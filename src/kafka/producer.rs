@@ -351,10 +351,10 @@ impl Producer {
                     })
                 }
                 Err((e, _)) => {
-                    return Err(Error::Kafka {
+                    return Err(self.first_failure(Error::Kafka {
                         context: format!("queueing a record for {}", r.topic),
                         cause: e,
-                    })
+                    }))
                 }
             }
         }
@@ -413,10 +413,28 @@ impl Producer {
         }
         self.inner
             .commit_transaction(Duration::from_secs(60))
-            .map_err(Error::kafka("committing the Kafka transaction"))?;
+            .map_err(|e| self.first_failure(Error::kafka("committing the Kafka transaction")(e)))?;
         self.inner
             .begin_transaction()
-            .map_err(Error::kafka("beginning a Kafka transaction"))
+            .map_err(|e| self.first_failure(Error::kafka("beginning a Kafka transaction")(e)))
+    }
+
+    /// The failure the client reported first (a refused record, or an error retrying cannot
+    /// cure such as this producer being fenced), which explains `later`; else `later`.
+    fn first_failure(&self, later: Error) -> Error {
+        self.inner.poll(Duration::ZERO);
+        if let Some(f) = self.acks.failed() {
+            return Error::Delivery(f);
+        }
+        // librdkafka's fatal error (its cause: e.g. fenced), which the error event that
+        // reports it may not have delivered yet.
+        if let Some((code, reason)) = self.inner.client().fatal_error() {
+            let error = KafkaError::Global(code);
+            if let Some(problem) = self.inner.context().access.note(&error, &reason) {
+                return Error::KafkaAccess(problem);
+            }
+        }
+        later
     }
 
     pub fn is_transactional(&self) -> bool {

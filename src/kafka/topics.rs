@@ -149,59 +149,75 @@ impl Topics {
 
     /// The greatest `binlake.pos` among the last records of every partition of `topics`:
     /// the fence a restarted run must emit new snapshot rows after.
+    ///
+    /// A partition's last offset is often not a record a consumer sees: under transactions it
+    /// is a commit or abort marker, and before it may stand a whole aborted transaction
+    /// (read_committed, librdkafka's default, skips both). So each partition is read from
+    /// `high - back` to its end, `back` growing 64-fold while a partition gave no record, down
+    /// to its first offset if need be.
     pub async fn last_position(&self, topics: &[(String, i32)]) -> Result<Option<Position>> {
         let consumer: BaseConsumer<super::QuietContext> = super::client_config(&self.cfg)
             .set("group.id", "binlake-fence")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed")
             .create_with_context(super::QuietContext)
             .map_err(Error::kafka("creating a Kafka consumer"))?;
-        let mut tpl = TopicPartitionList::new();
-        let mut waiting = 0;
+        // (topic, partition) → (low, high) of the partitions that hold anything.
+        let mut pending: HashMap<(String, i32), (i64, i64)> = HashMap::new();
         for (topic, partitions) in topics {
             for p in 0..*partitions {
                 let (low, high) = consumer
                     .fetch_watermarks(topic, p, TIMEOUT)
                     .map_err(Error::kafka(format!("reading the offsets of {topic}[{p}]")))?;
                 if high > low {
-                    tpl.add_partition_offset(topic, p, Offset::Offset(high - 1))
-                        .map_err(Error::kafka("assigning partitions"))?;
-                    waiting += 1;
+                    pending.insert((topic.clone(), p), (low, high));
                 }
             }
         }
-        if waiting == 0 {
-            return Ok(None);
-        }
-        consumer
-            .assign(&tpl)
-            .map_err(Error::kafka("assigning partitions"))?;
         let mut best: Option<Vec<u8>> = None;
-        let deadline = std::time::Instant::now() + TIMEOUT;
-        while waiting > 0 {
-            if std::time::Instant::now() > deadline {
-                return Err(Error::Unsupported(
-                    "timed out reading the last record of every table topic (needed to resume \
-                     without duplicates); is the broker healthy?"
-                        .into(),
-                ));
+        let mut back = 1i64;
+        while !pending.is_empty() {
+            let mut tpl = TopicPartitionList::new();
+            for ((topic, p), (low, high)) in &pending {
+                tpl.add_partition_offset(topic, *p, Offset::Offset((high - back).max(*low)))
+                    .map_err(Error::kafka("assigning partitions"))?;
             }
-            match consumer.poll(Duration::from_millis(200)) {
-                None => {}
-                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => waiting -= 1,
-                Some(Err(e)) => return Err(Error::kafka("reading the last records")(e)),
-                Some(Ok(m)) => {
-                    if let Some(h) = m.headers() {
-                        for h in h.iter().filter(|h| h.key == "binlake.pos") {
-                            if let Some(v) = h.value {
-                                if best.as_deref().is_none_or(|b| v > b) {
-                                    best = Some(v.to_vec());
-                                }
+            consumer
+                .assign(&tpl)
+                .map_err(Error::kafka("assigning partitions"))?;
+            let mut waiting = pending.len();
+            let deadline = std::time::Instant::now() + TIMEOUT;
+            while waiting > 0 {
+                if std::time::Instant::now() > deadline {
+                    return Err(Error::Unsupported(
+                        "timed out reading the last record of every table topic (needed to \
+                         resume without duplicates); is the broker healthy?"
+                            .into(),
+                    ));
+                }
+                match consumer.poll(Duration::from_millis(200)) {
+                    None => {}
+                    Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => waiting -= 1,
+                    Some(Err(e)) => return Err(Error::kafka("reading the last records")(e)),
+                    Some(Ok(m)) => {
+                        let pos = m.headers().and_then(|h| {
+                            h.iter()
+                                .filter(|h| h.key == crate::kafka::dedup::HEADER)
+                                .find_map(|h| h.value)
+                        });
+                        if let Some(v) = pos {
+                            if best.as_deref().is_none_or(|b| v > b) {
+                                best = Some(v.to_vec());
                             }
+                            pending.remove(&(m.topic().to_string(), m.partition()));
                         }
                     }
                 }
             }
+            // Partitions that gave no record: read further back, unless read from the start.
+            pending.retain(|_, (low, high)| *high - back > *low);
+            back = back.saturating_mul(64);
         }
         Ok(best.and_then(|b| super::dedup::decode(&b)))
     }

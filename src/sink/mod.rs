@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -137,7 +137,15 @@ impl ConsumerContext for SinkContext {
                         Err(e) => self.push(Event::Failed(e)),
                     }
                 }
-                if let Err(e) = consumer.assign(&assign) {
+                // Cooperative rebalances (KIP-848's `group.protocol=consumer`, or a
+                // cooperative assignor) hand over only the partitions that move: add them
+                // to the assignment. Eager ones hand over the whole new assignment.
+                let assigned = if cooperative(consumer) {
+                    consumer.incremental_assign(&assign)
+                } else {
+                    consumer.assign(&assign)
+                };
+                if let Err(e) = assigned {
                     self.push(Event::Failed(Error::kafka("assigning partitions")(e)));
                 }
             }
@@ -150,13 +158,27 @@ impl ConsumerContext for SinkContext {
                     );
                     self.push(Event::Revoked((e.topic().to_string(), e.partition())));
                 }
-                if let Err(e) = consumer.unassign() {
+                let revoked = if cooperative(consumer) {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = revoked {
                     self.push(Event::Failed(Error::kafka("revoking partitions")(e)));
                 }
             }
             other => tracing::warn!(error = ?other, "rebalance error"),
         }
     }
+}
+
+/// Whether the group's rebalances are incremental (only the partitions that move are
+/// assigned or revoked).
+fn cooperative(consumer: &BaseConsumer<SinkContext>) -> bool {
+    matches!(
+        consumer.rebalance_protocol(),
+        RebalanceProtocol::Cooperative
+    )
 }
 
 /// (db, table) of a table topic `{prefix}.{db}.{table}`; `None` for other topics.
@@ -849,8 +871,22 @@ fn run_sink(cfg: Config, stop: Arc<AtomicBool>, rt: tokio::runtime::Handle) -> R
     cc.set("group.id", &cfg.sink.group_id)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
-        .set("partition.assignment.strategy", "range,roundrobin");
+        .set("isolation.level", "read_committed");
+    // The classic protocol's assignors; KIP-848's `group.protocol=consumer` assigns on the
+    // broker and refuses the setting.
+    let classic = cfg
+        .kafka
+        .properties
+        .get("group.protocol")
+        .is_none_or(|p| p.eq_ignore_ascii_case("classic"));
+    if classic
+        && !cfg
+            .kafka
+            .properties
+            .contains_key("partition.assignment.strategy")
+    {
+        cc.set("partition.assignment.strategy", "range,roundrobin");
+    }
     if crate::metrics::enabled() {
         // The high watermarks of the lag metrics.
         cc.set("statistics.interval.ms", "1000");

@@ -194,8 +194,7 @@ fn chaos() {
     println!("chaos seed {seed} (replay: CHAOS_SEED={seed}), {trials} kills per component");
     let started = Instant::now();
 
-    // The sqlite engine: the broker's data survives its restarts.
-    let stack = Stack::start(true, "", "[snapshot]\nchunk_size = 50\n");
+    let stack = Stack::start(false, "", "[snapshot]\nchunk_size = 50\n");
     schema(&stack);
     stack
         .db

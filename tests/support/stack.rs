@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::broker::Broker;
+use super::broker::{Broker, COMPACTING_TOPIC_CONFIG};
 use super::mariadb::{free_port, MariaDb};
 
 pub struct Stack {
@@ -21,22 +21,35 @@ pub struct Stack {
     /// librdkafka properties the independent reader needs for the broker (security), the
     /// same as the config's [kafka.properties].
     pub kafka_properties: Vec<(String, String)>,
+    /// The directory of the Apicurio Registry that serves as the registry, if one does.
+    apicurio: Option<PathBuf>,
+    /// Environment of the independent reader (read_tables.py), e.g. `POSITION_FILTER=off`.
+    pub reader_env: Vec<(String, String)>,
     /// Every `run` and `sink` started, killed on drop if still running (a failed assertion
     /// must not leave them behind).
     spawned: std::sync::Mutex<Vec<u32>>,
 }
 
 impl Stack {
-    /// Starts MariaDB, the broker (sqlite engine when `sqlite`) and the registry. `extra` is
-    /// appended to the config (use sections other than [mysql], [kafka] and [registry], or
-    /// override keys through `kafka_extra`).
-    pub fn start(sqlite: bool, kafka_extra: &str, extra: &str) -> Stack {
-        let broker = if sqlite {
-            Broker::start_sqlite()
+    /// Starts MariaDB, a one-node Apache Kafka and the registry. When `compacting`, the log
+    /// cleaner compacts binlake's topics within seconds (see
+    /// [`super::broker::COMPACTING_TOPIC_CONFIG`]). `extra` is appended to the config (use
+    /// sections other than [mysql], [kafka] and [registry], or override keys through
+    /// `kafka_extra`).
+    pub fn start(compacting: bool, kafka_extra: &str, extra: &str) -> Stack {
+        if compacting {
+            let kafka_extra = format!("{COMPACTING_TOPIC_CONFIG}\n{kafka_extra}");
+            Stack::start_on(Broker::start_compacting(), &[], &kafka_extra, extra)
         } else {
-            Broker::start_memory()
-        };
-        Stack::start_on(broker, &[], kafka_extra, extra)
+            Stack::start_on(Broker::start(), &[], kafka_extra, extra)
+        }
+    }
+
+    /// [`Stack::start`] with Apicurio Registry 3 (deploy/local/apicurio.sh, in-memory
+    /// storage, BACKWARD by default) instead of `binlake registry`: the config's [registry]
+    /// url is its Confluent-compatible API.
+    pub fn start_apicurio(kafka_extra: &str, extra: &str) -> Stack {
+        Stack::start_with(Broker::start(), &[], kafka_extra, extra, false)
     }
 
     /// [`Stack::start`] on a broker the caller started (e.g. [`Broker::start_secure`]), with
@@ -47,6 +60,16 @@ impl Stack {
         kafka_extra: &str,
         extra: &str,
     ) -> Stack {
+        Stack::start_with(broker, properties, kafka_extra, extra, true)
+    }
+
+    fn start_with(
+        broker: Broker,
+        properties: &[(&str, &str)],
+        kafka_extra: &str,
+        extra: &str,
+        embedded_registry: bool,
+    ) -> Stack {
         let db = MariaDb::start();
         let mut kafka_extra = kafka_extra.to_string();
         if !properties.is_empty() {
@@ -56,13 +79,18 @@ impl Stack {
             }
         }
         let registry_port = free_port();
+        let registry_path = if embedded_registry {
+            ""
+        } else {
+            "/apis/ccompat/v7"
+        };
         let config = db.dir.join("binlake.toml");
         std::fs::write(
             &config,
             format!(
                 "[mysql]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"binlake\"\npassword = \"binlake\"\nserver_id = 4243\nretry_secs = 120\n\n\
                  [kafka]\nbrokers = \"{}\"\ntopic_prefix = \"cdc\"\npartitions = 3\nmessage_timeout_secs = 120\n{kafka_extra}\n\n\
-                 [registry]\nurl = \"http://127.0.0.1:{registry_port}\"\n\n{extra}",
+                 [registry]\nurl = \"http://127.0.0.1:{registry_port}{registry_path}\"\n\n{extra}",
                 db.port,
                 broker.bootstrap()
             ),
@@ -77,13 +105,41 @@ impl Stack {
             config,
             registry_auth: None,
             spawned: Default::default(),
+            reader_env: Vec::new(),
+            apicurio: None,
             kafka_properties: properties
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         };
-        s.start_registry();
+        if embedded_registry {
+            s.start_registry();
+        } else {
+            s.start_apicurio_registry();
+        }
         s
+    }
+
+    fn start_apicurio_registry(&mut self) {
+        let dir = self.db.dir.join("apicurio");
+        let out = Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/deploy/local/apicurio.sh"
+            ))
+            .args(["start", dir.to_str().expect("utf-8 path")])
+            .arg(self.registry_port.to_string())
+            .env("BINLAKE_OWNER_PID", std::process::id().to_string())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run deploy/local/apicurio.sh start");
+        assert!(
+            out.status.success(),
+            "apicurio.sh start: {}{} (install: bash deploy/local/apicurio.sh install)",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.apicurio = Some(dir);
     }
 
     pub fn start_registry(&mut self) {
@@ -130,8 +186,12 @@ impl Stack {
         }
     }
 
+    /// The registry's Confluent-compatible base URL (the config's [registry] url).
     pub fn registry_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.registry_port)
+        match self.apicurio {
+            Some(_) => format!("http://127.0.0.1:{}/apis/ccompat/v7", self.registry_port),
+            None => format!("http://127.0.0.1:{}", self.registry_port),
+        }
     }
 
     /// Starts `binlake run` in the background, logging to `run-{n}.log` in the server's dir.
@@ -253,6 +313,7 @@ impl Stack {
                 &self.prefix,
             ])
             .env("REGISTRY_AUTH", self.registry_auth.as_deref().unwrap_or(""))
+            .envs(self.reader_env.iter().map(|(k, v)| (k, v)))
             .env(
                 "KAFKA_PROPERTIES",
                 serde_json::to_string(
@@ -310,6 +371,31 @@ impl Stack {
             .collect();
         rows.sort_by_key(canonical);
         rows
+    }
+
+    /// Waits until the reader's view of `tables` equals the source and `topic` holds fewer
+    /// than `fewer_than` records (the log cleaner of a compacting broker ran), or panics after
+    /// `limit`. Returns the reader's stats.
+    pub fn wait_compacted(
+        &self,
+        tables: &[&str],
+        topic: &str,
+        fewer_than: u64,
+        limit: Duration,
+    ) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let stats = self.wait_converged(tables, limit);
+            let n = stats["per_topic"][topic].as_u64().unwrap_or(u64::MAX);
+            if n < fewer_than {
+                return stats;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{topic} still holds {n} records (not fewer than {fewer_than}) after {limit:?}: {stats}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// Waits until the reader's view of every table in `tables` equals the source, or panics
@@ -406,5 +492,15 @@ impl Drop for Stack {
             }
         }
         self.stop_registry();
+        if let Some(dir) = &self.apicurio {
+            let _ = Command::new("bash")
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/deploy/local/apicurio.sh"
+                ))
+                .args(["stop", dir.to_str().unwrap_or_default()])
+                .stdin(Stdio::null())
+                .output();
+        }
     }
 }
