@@ -141,6 +141,7 @@ while remaining:
     if msg.value() is None:
         stats["tombstones"] += 1
         rows.pop(msg.key(), None)
+        read_or_created.discard((table, msg.key(), "c"))
         continue
     schema_id = int.from_bytes(msg.value()[1:5], "big")
     # The newest change of the table (binlake.pos orders them across partitions) was
