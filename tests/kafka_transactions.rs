@@ -50,11 +50,11 @@ fn writer(stack: &Stack, stop: &AtomicBool, seed: u64) {
                     sql += &format!("INSERT INTO app.log VALUES ({next}, 'w{next}');");
                 }
                 2 => {
-                    let id = rng.below(20_000);
+                    let id = rng.below(60_000);
                     sql += &format!("UPDATE app.big SET n = n + 1 WHERE id = {id};");
                 }
                 _ => {
-                    let id = rng.below(20_000);
+                    let id = rng.below(60_000);
                     sql += &format!("DELETE FROM app.big WHERE id = {id};");
                 }
             }
@@ -71,7 +71,7 @@ fn a_transactional_run_killed_anywhere_gives_a_read_committed_reader_every_chang
     stack.db.sql(
         "CREATE DATABASE app;
          CREATE TABLE app.big (id INT PRIMARY KEY, n INT, pad VARCHAR(200));
-         INSERT INTO app.big SELECT seq, 0, REPEAT('p', 200) FROM app.seq_0_to_19999;
+         INSERT INTO app.big SELECT seq, 0, REPEAT('p', 200) FROM app.seq_0_to_59999;
          CREATE TABLE app.log (id BIGINT PRIMARY KEY, v VARCHAR(20));
          INSERT INTO app.log SELECT seq, CONCAT('s', seq) FROM app.seq_0_to_999;",
     );
@@ -85,11 +85,27 @@ fn a_transactional_run_killed_anywhere_gives_a_read_committed_reader_every_chang
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         scope.spawn(|| writer(&stack, &stop, seed ^ 0x5eed));
-        // Kills at random moments: the first ones land in the snapshot (20,000 rows in
-        // chunks of 500), later ones in the stream.
+        // Kills at random moments after each run has started (read its position and
+        // begun): the first ones land in the snapshot (60,000 rows in chunks of 500), later
+        // ones in the stream, and each restart loads the position the previous committed.
+        let mut in_snapshot = 0;
         for n in 0..8 {
             let mut run = stack.spawn_run(n);
-            let wait = Duration::from_millis(300 + rng.below(3_000));
+            let start = Instant::now();
+            while !stack.run_log(n).contains("run starting") {
+                assert!(
+                    run.try_wait().ok().flatten().is_none(),
+                    "run {n} exited by itself:\n{}",
+                    stack.run_log(n)
+                );
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "run {n} did not start:\n{}",
+                    stack.run_log(n)
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let wait = Duration::from_millis(rng.below(1_500));
             std::thread::sleep(wait);
             assert!(
                 run.try_wait().ok().flatten().is_none(),
@@ -98,8 +114,20 @@ fn a_transactional_run_killed_anywhere_gives_a_read_committed_reader_every_chang
             );
             let _ = run.kill();
             let _ = run.wait();
-            println!("run {n} killed after {wait:?}");
+            let log = stack.run_log(n);
+            let snapshotting =
+                log.contains("snapshot planned") && !log.contains("snapshot complete");
+            in_snapshot += snapshotting as usize;
+            println!(
+                "run {n} killed {wait:?} after it started{}",
+                if snapshotting {
+                    ", in the snapshot"
+                } else {
+                    ""
+                }
+            );
         }
+        assert!(in_snapshot > 0, "no kill landed in the snapshot");
         stop.store(true, Ordering::Relaxed);
     });
     let mut run = stack.spawn_run(8);

@@ -185,12 +185,10 @@ cmd_configure() {
       echo "num.network.threads=2"
       echo "num.io.threads=2"
       echo "num.partitions=1"
-      echo "auto.create.topics.enable=false"
       # The log cleaner's dedupe buffer is 128 MiB of heap by default: too much for a
       # 512 MiB heap.
       echo "log.cleaner.dedupe.buffer.size=16777216"
       echo "log.cleaner.threads=1"
-      echo "message.max.bytes=67108864"
       # A clean shutdown after a kill -9 must not wait long for log recovery.
       echo "num.recovery.threads.per.data.dir=2"
       for kv in "${extra[@]}"; do echo "$kv"; done
@@ -241,7 +239,7 @@ cmd_start() {
   cmd_configure "$dir" "$ports" "$cports"
   for nd in "$dir"/node-*; do
     running "$nd" && continue
-    (setsid "$0" run "$dir" "${nd##*-}" </dev/null >>"$nd/stdout.log" 2>&1 &)
+    (setsid bash "$HERE/kafka.sh" run "$dir" "${nd##*-}" </dev/null >>"$nd/stdout.log" 2>&1 &)
   done
   local deadline=$((SECONDS + START_TIMEOUT))
   for nd in "$dir"/node-*; do

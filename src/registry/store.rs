@@ -146,15 +146,27 @@ impl Store {
     }
 
     /// Waits until every record below the current high watermark is applied.
+    /// A broker that is restarting answers for a moment without the partition's leader: that
+    /// is retried until [`TIMEOUT`], not turned into an error for the client.
     pub async fn catch_up(&self) -> Result<(), RegistryError> {
-        let consumer = self.inner.consumer.clone();
-        let topic = self.inner.topic.clone();
-        let (_, high) = tokio::task::spawn_blocking(move || {
-            consumer.fetch_watermarks(&topic, 0, Duration::from_secs(10))
-        })
-        .await
-        .map_err(|e| RegistryError::Store(format!("watermark task: {e}")))?
-        .map_err(store_err("reading the schemas topic's high watermark"))?;
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        let high = loop {
+            let consumer = self.inner.consumer.clone();
+            let topic = self.inner.topic.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                consumer.fetch_watermarks(&topic, 0, Duration::from_secs(10))
+            })
+            .await
+            .map_err(|e| RegistryError::Store(format!("watermark task: {e}")))?;
+            match read {
+                Ok((_, high)) => break high,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %e, "reading the schemas topic's high watermark; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(store_err("reading the schemas topic's high watermark")(e)),
+            }
+        };
         self.wait_applied(high).await
     }
 

@@ -44,10 +44,12 @@ consumer = Consumer({
 metadata = consumer.list_topics(timeout=30)
 topics = sorted(t for t in metadata.topics
                 if t.startswith(prefix + ".") and t != prefix + ".offsets")
-assignment, ends = [], {}
+assignment, ends, written = [], {}, {}
 for t in topics:
     for p in metadata.topics[t].partitions:
         low, high = consumer.get_watermark_offsets(TopicPartition(t, p), timeout=30)
+        # Offsets ever written (compaction removes records, not offsets).
+        written[t] = written.get(t, 0) + high
         if high > low:
             assignment.append(TopicPartition(t, p, low))
             ends[(t, p)] = high
@@ -176,6 +178,7 @@ while remaining:
                                   "op": value["__op"]}
     rows[msg.key()] = row
 consumer.close()
+stats["written"] = written
 
 tables = {}
 for table, rows in state.items():
