@@ -18,7 +18,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 use support::broker::Broker;
 use support::stack::Stack;
-use support::workload::{initial_rows, schema, sigterm, workload, Rng, TABLES};
+use support::workload::{initial_rows, schema, sigterm, workload, Rng, StopOnDrop, TABLES};
 
 const REPLICATED: &str = "replication_factor = 3\n\
      topic_config = { \"min.insync.replicas\" = \"2\" }";
@@ -150,6 +150,7 @@ fn failover(group_protocol: &str) {
 
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop);
         let stack = &stack;
         let writer = scope.spawn(|| {
             let mut rng = Rng(0xc1a5);
@@ -173,6 +174,7 @@ fn failover(group_protocol: &str) {
     let stop = AtomicBool::new(false);
     let mut rng = Rng(0xdead);
     std::thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop);
         let stack = &stack;
         let writer = scope.spawn(|| {
             let mut rng = Rng(0xfa11);

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use support::stack::Stack;
-use support::workload::{sigterm, Rng};
+use support::workload::{sigterm, Rng, StopOnDrop};
 
 const TXN: &str = "transactional_id = \"binlake-txn-test\"";
 
@@ -84,6 +84,7 @@ fn a_transactional_run_killed_anywhere_gives_a_read_committed_reader_every_chang
     let mut rng = Rng(seed);
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop);
         scope.spawn(|| writer(&stack, &stop, seed ^ 0x5eed));
         // Kills at random moments after each run has started (read its position and
         // begun): the first ones land in the snapshot (60,000 rows in chunks of 500), later

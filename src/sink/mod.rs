@@ -236,6 +236,8 @@ impl Schemas {
 struct CurrentState {
     every: Duration,
     jobs: std::sync::mpsc::Sender<current::Job>,
+    /// Set on shutdown; the worker then stops after its current job and takes no more.
+    stop: Arc<AtomicBool>,
     /// The snapshot each owned partition last got a job for.
     done: HashMap<Tp, String>,
     /// What a topic's jobs of a period share, read once per period: (period, partition
@@ -681,6 +683,11 @@ impl Sink {
             match job {
                 Ok(Some(job)) => {
                     if cur.jobs.send(job).is_err() {
+                        // A shutdown that the worker saw first: the job is dropped, and the
+                        // next start schedules the period again.
+                        if cur.stop.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
                         return Err(Error::Unsupported(
                             "internal: the {table}_current worker stopped".into(),
                         ));
@@ -837,11 +844,11 @@ fn run_sink(cfg: Config, stop: Arc<AtomicBool>, rt: tokio::runtime::Handle) -> R
                 keep: cfg.sink.current_keep,
                 compression: cfg.sink.compression,
             };
-            let stop = stop.clone();
+            let worker_stop = stop.clone();
             worker = Some(
                 std::thread::Builder::new()
                     .name("binlake-current".into())
-                    .spawn(move || compactor.work(rx, stop))
+                    .spawn(move || compactor.work(rx, worker_stop))
                     .map_err(|e| Error::Io {
                         context: "starting the {table}_current worker thread".into(),
                         cause: e,
@@ -851,6 +858,7 @@ fn run_sink(cfg: Config, stop: Arc<AtomicBool>, rt: tokio::runtime::Handle) -> R
             Some(CurrentState {
                 every,
                 jobs: tx,
+                stop: stop.clone(),
                 done: HashMap::new(),
                 topics: HashMap::new(),
             })

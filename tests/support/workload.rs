@@ -161,3 +161,14 @@ pub fn sigterm(child: &mut std::process::Child) -> Option<i32> {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Sets the flag when dropped: a background writer in a `std::thread::scope` that loops
+/// until the flag is set stops also when the scope's body panics (the scope would otherwise
+/// wait for it forever).
+pub struct StopOnDrop<'a>(pub &'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
