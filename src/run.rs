@@ -136,12 +136,15 @@ pub async fn run(
     )
     .await?;
     let fresh = saved.is_none();
-    let state = saved.unwrap_or_default();
+    let mut state = saved.unwrap_or_default();
     let snapshot = if want_snapshot && (fresh || state.snapshot.is_some()) {
         Some(state.snapshot.clone().unwrap_or_default())
     } else {
         None
     };
+    // From the first commit on, the state says a snapshot is due (planned anew while its
+    // progress is empty), so that no commit can make a restart skip it.
+    state.snapshot = snapshot.clone();
     // What a previous run may already have written: its records are replayed, not re-snapshot.
     let prefix = format!("{}.", cfg.kafka.topic_prefix);
     let offsets = offsets_topic(cfg);
@@ -381,6 +384,17 @@ impl Pipeline<'_> {
             self.state.last = Some(c.pos.clone());
         }
         self.producer.poll();
+        // The stream's first batch, before any change: where it starts. When nothing was
+        // committed yet it is committed at once, with the snapshot still to do, before any
+        // record is produced: a run killed before its first regular commit then resumes here
+        // (its records are replayed, and dropped by the position filter; the snapshot is
+        // planned again) instead of starting afresh at the then end of the binlog, which
+        // would skip the changes in between while the killed run's rows stay in the topics.
+        let first_start = b.started_at.is_some()
+            && self
+                .committed
+                .as_ref()
+                .is_none_or(|c| c.last.is_none() && c.started_at.is_none());
         if let Some(at) = b.started_at {
             self.state.started_at.get_or_insert(at);
         }
@@ -407,6 +421,12 @@ impl Pipeline<'_> {
         }
         if let Some(f) = self.producer.acks().failed() {
             return Err(Error::Delivery(f));
+        }
+        if first_start {
+            self.commit_ready().await?;
+            let timeout = Duration::from_secs(self.cfg.kafka.message_timeout_secs as u64);
+            self.producer.flush(timeout).await?;
+            tracing::debug!(started_at = ?self.state.started_at, "start position committed");
         }
         Ok(())
     }

@@ -163,7 +163,12 @@ impl Drop for MariaDb {
             .arg("stop")
             .arg(&self.dir)
             .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // TEST_KEEP_DIRS=1 keeps the directory (the server's data and the logs of every
+        // binlake process the test ran) for a look after a failure. (Not BINLAKE_*: those
+        // are binlake's configuration overrides.)
+        if std::env::var_os("TEST_KEEP_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

@@ -204,7 +204,7 @@ impl Stack {
         let log = std::fs::File::create(self.db.dir.join(format!("run-{n}.log"))).expect("log");
         Command::new(env!("CARGO_BIN_EXE_binlake"))
             .args(["run", "--config", self.config.to_str().expect("utf-8 path")])
-            .env("BINLAKE_LOG", "info")
+            .env("BINLAKE_LOG", "info,binlake::run=debug")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
