@@ -352,20 +352,28 @@ async fn ensure_topic(cfg: &Config, topic: &str) -> Result<(), RegistryError> {
             }
         }
     }
-    let topic_owned = topic.to_string();
-    let md = tokio::task::spawn_blocking(move || {
-        admin
-            .inner()
-            .fetch_metadata(Some(&topic_owned), Duration::from_secs(10))
-    })
-    .await
-    .map_err(|e| RegistryError::setup("metadata task")(e.to_string()))?
-    .map_err(|e| RegistryError::setup(format!("reading metadata of {topic}"))(e.to_string()))?;
-    let partitions = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map_or(0, |t| t.partitions().len());
+    // A topic just created can be absent from a broker's metadata for a moment (Kafka
+    // propagates it from the controller): wait for it, up to TIMEOUT.
+    let admin = Arc::new(admin);
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let partitions = loop {
+        let (a, t) = (admin.clone(), topic.to_string());
+        let md = tokio::task::spawn_blocking(move || {
+            a.inner().fetch_metadata(Some(&t), Duration::from_secs(10))
+        })
+        .await
+        .map_err(|e| RegistryError::setup("metadata task")(e.to_string()))?
+        .map_err(|e| RegistryError::setup(format!("reading metadata of {topic}"))(e.to_string()))?;
+        let partitions = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map_or(0, |t| t.partitions().len());
+        if partitions > 0 || tokio::time::Instant::now() >= deadline {
+            break partitions;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     if partitions != 1 {
         return Err(RegistryError::Setup {
             context: format!("topic {topic}"),
