@@ -232,23 +232,7 @@ fn failover(group_protocol: &str) {
     assert_alive(&stack, &mut run, &mut sinks, "at the end");
 
     // A rebuild from the replicated topics equals the source.
-    stack.db.sql("CREATE DATABASE restore");
-    for t in TABLES {
-        let out = Command::new(env!("CARGO_BIN_EXE_binlake"))
-            .args(["rebuild", "--config", stack.config.to_str().expect("path")])
-            .args(["--table", t, "--create", "--verify", "--into"])
-            .arg(format!(
-                "mysql://root:root@127.0.0.1:{}/restore",
-                stack.db.port
-            ))
-            .env("BINLAKE_LOG", "info")
-            .stdin(Stdio::null())
-            .output()
-            .expect("binlake rebuild");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "rebuild {t}: {err}");
-        assert!(err.contains("verified: "), "{err}");
-    }
+    stack.assert_rebuilt_equal(&TABLES, "restore");
     for (n, mut s) in sinks {
         assert_eq!(sigterm(&mut s), Some(0), "{}", stack.sink_log(n));
     }

@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use support::stack::Stack;
@@ -93,21 +93,5 @@ fn run_sink_and_rebuild_work_unchanged_against_apicurio_registry() {
     assert_eq!(sigterm(&mut sink), Some(0), "{}", stack.sink_log(0));
     assert_eq!(sigterm(&mut run), Some(0), "{}", stack.run_log(1));
 
-    stack.db.sql("CREATE DATABASE restore");
-    for t in &tables {
-        let out = Command::new(env!("CARGO_BIN_EXE_binlake"))
-            .args(["rebuild", "--config", stack.config.to_str().expect("path")])
-            .args(["--table", t, "--create", "--verify", "--into"])
-            .arg(format!(
-                "mysql://root:root@127.0.0.1:{}/restore",
-                stack.db.port
-            ))
-            .env("BINLAKE_LOG", "info")
-            .stdin(Stdio::null())
-            .output()
-            .expect("binlake rebuild");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "rebuild {t}: {err}");
-        assert!(err.contains("verified: "), "{err}");
-    }
+    stack.assert_rebuilt_equal(&tables, "restore");
 }

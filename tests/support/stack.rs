@@ -335,6 +335,26 @@ impl Stack {
         serde_json::from_slice(&out.stdout).expect("reader prints JSON")
     }
 
+    /// `binlake rebuild --create --verify` of each of `tables` into the database `db` (created
+    /// here) of the stack's server: each succeeds, and its verification against the source
+    /// passes.
+    pub fn assert_rebuilt_equal(&self, tables: &[&str], db: &str) {
+        self.db.sql(&format!("CREATE DATABASE {db}"));
+        for t in tables {
+            let out = Command::new(env!("CARGO_BIN_EXE_binlake"))
+                .args(["rebuild", "--config", self.config.to_str().expect("path")])
+                .args(["--table", t, "--create", "--verify", "--into"])
+                .arg(format!("mysql://root:root@127.0.0.1:{}/{db}", self.db.port))
+                .env("BINLAKE_LOG", "info")
+                .stdin(Stdio::null())
+                .output()
+                .expect("binlake rebuild");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "rebuild {t}: {err}");
+            assert!(err.contains("verified: "), "{err}");
+        }
+    }
+
     /// The source table in the reader's canonical form: one object per row, column → text
     /// (HEX for binary, numbers for BIT, 6-digit fractions for temporal types, UTC).
     pub fn source_table(&self, db: &str, table: &str) -> Vec<serde_json::Value> {
