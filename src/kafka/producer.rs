@@ -173,7 +173,7 @@ impl ProducerContext for Context {
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), m)) => {
                 let pos = m
                     .headers()
-                    .and_then(|h| h.iter().find(|h| h.key == "binlake.pos"))
+                    .and_then(|h| h.iter().find(|h| h.key == crate::kafka::dedup::HEADER))
                     .and_then(|h| crate::kafka::dedup::decode(h.value?));
                 self.acks.fail(format!(
                     "the broker refused a record of {} bytes for {} (partition {}{}) as too \
@@ -306,7 +306,7 @@ impl Producer {
     pub async fn send(&mut self, r: &Record<'_>) -> Result<u64> {
         let seq = self.next;
         let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header {
-            key: "binlake.pos",
+            key: crate::kafka::dedup::HEADER,
             value: Some(r.pos),
         });
         if let Some(g) = r.gtid {

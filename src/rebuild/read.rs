@@ -160,7 +160,7 @@ impl TopicReader {
         }
         let pos = m
             .headers()
-            .and_then(|h| h.iter().find(|h| h.key == "binlake.pos"))
+            .and_then(|h| h.iter().find(|h| h.key == crate::kafka::dedup::HEADER))
             .and_then(|h| h.value);
         if !self.filter.accept(&self.topic, p, pos) {
             self.replays += 1;

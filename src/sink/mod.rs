@@ -370,7 +370,7 @@ impl Sink {
         }
         let pos = m
             .headers()
-            .and_then(|h| h.iter().find(|h| h.key == "binlake.pos"))
+            .and_then(|h| h.iter().find(|h| h.key == crate::kafka::dedup::HEADER))
             .and_then(|h| h.value);
         let key = m.key().unwrap_or_default();
         let key_id = schema_id(key, topic, "key")?;
