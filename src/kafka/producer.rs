@@ -60,10 +60,14 @@ struct AckState {
 #[derive(Default)]
 pub struct Acks {
     state: Mutex<AckState>,
+    /// Delivery reports served so far (acknowledged or failed).
+    reports: std::sync::atomic::AtomicU64,
 }
 
 impl Acks {
     fn ack(&self, seq: u64) {
+        self.reports
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let Ok(mut s) = self.state.lock() else { return };
         if seq < s.acked {
             return;
@@ -129,6 +133,8 @@ impl Acks {
     }
 
     fn fail(&self, what: String) {
+        self.reports
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut s) = self.state.lock() {
             s.failed.get_or_insert(what);
         }
@@ -328,7 +334,7 @@ impl Producer {
                 Ok(()) => break,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
-                    self.inner.poll(Duration::ZERO);
+                    self.poll();
                     if let Some(f) = self.acks.failed() {
                         return Err(Error::Delivery(f));
                     }
@@ -363,10 +369,21 @@ impl Producer {
         Ok(seq)
     }
 
-    /// Serves delivery reports (moves the acknowledgement watermark). Call often: after each
-    /// batch and periodically.
+    /// Serves every delivery report that is ready (moves the acknowledgement watermark). Call
+    /// often: after each batch and periodically.
+    ///
+    /// rdkafka's `poll(0)` serves one event, and librdkafka makes one event per partition's
+    /// batch: one call per tick acknowledged one partition per tick, so 40 new tables of 3
+    /// partitions took a minute to commit (found by tests/kill_windows.rs). So poll until an
+    /// event brings no report.
     pub fn poll(&self) {
-        self.inner.poll(Duration::ZERO);
+        for _ in 0..100_000 {
+            let before = self.acks.reports.load(std::sync::atomic::Ordering::Relaxed);
+            self.inner.poll(Duration::ZERO);
+            if self.acks.reports.load(std::sync::atomic::Ordering::Relaxed) == before {
+                break;
+            }
+        }
     }
 
     /// Sequence number the next record will get.
@@ -387,7 +404,7 @@ impl Producer {
     pub async fn flush(&self, timeout: Duration) -> Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            self.inner.poll(Duration::ZERO);
+            self.poll();
             if let Some(f) = self.acks.failed() {
                 return Err(Error::Delivery(f));
             }
