@@ -386,8 +386,9 @@ fn main() -> ExitCode {
 fn stop_on_signal() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = stop.clone();
+    let signal = shutdown_signal();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signal.await;
         flag.store(true, std::sync::atomic::Ordering::Relaxed);
     });
     stop
@@ -717,26 +718,34 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Completes on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
+/// Completes on ctrl-c or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled: a SIGTERM during start-up (before the pipeline waits on
+/// this future) is then a graceful stop, not the default action that kills the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on ctrl-c only");
-                let _ = tokio::signal::ctrl_c().await;
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on ctrl-c only");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

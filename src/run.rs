@@ -105,72 +105,15 @@ pub async fn run(
     from: Option<StartFrom>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let mut registry = RegistryClient::new(cfg)?;
-    // A broker refusing the credentials or the TLS handshake is one clear error now, not
-    // timeouts later.
-    crate::kafka::access::check_async(&cfg.kafka, crate::kafka::access::WAIT).await?;
-    let mut topics = Topics::new(&cfg.kafka)?;
-    let producer = Producer::new(&cfg.kafka)?;
-    let store = match cfg.kafka.offsets {
-        OffsetStore::File => Store::from_config(cfg, None),
-        OffsetStore::Kafka => {
-            let topic = offsets_topic(cfg);
-            topics.ensure(&topic, 1).await?;
-            let id = registry
-                .register(&format!("{topic}-value"), crate::avro::OFFSETS)
-                .await?;
-            Store::from_config(cfg, Some(id))
+    tokio::pin!(shutdown);
+    // A stop during start-up (the broker, the registry or the fence read can take a while)
+    // ends the run before it wrote anything.
+    let (mut p, snapshot, mut fence) = tokio::select! {
+        started = start(cfg) => started?,
+        _ = shutdown.as_mut() => {
+            tracing::info!("stopped during start-up: nothing was written");
+            return Ok(());
         }
-    };
-    let saved = store.load()?;
-    let want_snapshot = cfg.snapshot.mode != SnapshotMode::Never;
-    let saved = crate::state::drop_if_purged(
-        cfg,
-        saved,
-        cfg.snapshot.mode == SnapshotMode::WhenNeeded,
-        "set [snapshot] mode = \"when_needed\"",
-        match &store {
-            Store::File(p) => p.to_str().unwrap_or("the offsets file"),
-            Store::Kafka { .. } => "the record keyed `position` in the offsets topic",
-        },
-    )
-    .await?;
-    let fresh = saved.is_none();
-    let mut state = saved.unwrap_or_default();
-    let snapshot = if want_snapshot && (fresh || state.snapshot.is_some()) {
-        Some(state.snapshot.clone().unwrap_or_default())
-    } else {
-        None
-    };
-    // From the first commit on, the state says a snapshot is due (planned anew while its
-    // progress is empty), so that no commit can make a restart skip it.
-    state.snapshot = snapshot.clone();
-    // What a previous run may already have written: its records are replayed, not re-snapshot.
-    let prefix = format!("{}.", cfg.kafka.topic_prefix);
-    let offsets = offsets_topic(cfg);
-    let existing: Vec<(String, i32)> = topics
-        .list()?
-        .into_iter()
-        .filter(|(t, _)| t.starts_with(&prefix) && *t != offsets)
-        .collect();
-    let mut fence = topics.last_position(&existing).await?;
-    if let Some(f) = &fence {
-        tracing::info!(fence = %f, "a previous run wrote up to here: snapshot rows go after it");
-    }
-    let mut p = Pipeline {
-        cfg,
-        registry,
-        topics,
-        producer,
-        store,
-        tables: HashMap::new(),
-        last_table: None,
-        pos_buf: String::with_capacity(64),
-        committed: Some(state.clone()),
-        state,
-        pending: VecDeque::new(),
-        key_buf: Vec::with_capacity(256),
-        value_buf: Vec::with_capacity(4096),
     };
     tracing::info!(resume = ?p.state.resume_from(), snapshot = snapshot.is_some(), "binlake run starting");
     match &snapshot {
@@ -191,7 +134,6 @@ pub async fn run(
         None => None,
     };
 
-    tokio::pin!(shutdown);
     let mut failures = 0u32;
     let mut failing_since: Option<Instant> = None;
     let snapshot_wanted = snapshot.is_some();
@@ -264,8 +206,9 @@ pub async fn run(
             _ = shutdown.as_mut() => break Ok(()),
         }
         // Resume after what was sent: it may be written already, so no new snapshot row may
-        // land at or before it.
-        fence = p.state.last.clone().or(fence);
+        // land at or before it. The fence only grows: what was sent may lie below it (a
+        // replay that had not reached it yet).
+        fence = crate::state::resume_fence(fence.as_ref(), p.state.last.clone());
         // The snapshot continues where the sent changes left it (from its plan if none was
         // sent yet).
         snapshot = snapshot_wanted.then(|| p.state.snapshot.clone().unwrap_or_default());
@@ -279,6 +222,98 @@ pub async fn run(
         tracing::error!(error = %e, last = %at(p.state.last.as_ref()), committed = %at(p.committed.as_ref().and_then(|s| s.last.as_ref())), "binlake run stopped on an error");
     }
     outcome
+}
+
+/// Start-up: the registry, the broker, the committed state, and the resumption fence.
+/// Returns the pipeline, the snapshot to run (if any) and the fence.
+async fn start(
+    cfg: &Config,
+) -> Result<(
+    Pipeline<'_>,
+    Option<crate::mysql::snapshot::SnapshotProgress>,
+    Option<crate::position::Position>,
+)> {
+    let mut registry = RegistryClient::new(cfg)?;
+    // A broker refusing the credentials or the TLS handshake is one clear error now, not
+    // timeouts later.
+    crate::kafka::access::check_async(&cfg.kafka, crate::kafka::access::WAIT).await?;
+    let mut topics = Topics::new(&cfg.kafka)?;
+    let producer = Producer::new(&cfg.kafka)?;
+    let store = match cfg.kafka.offsets {
+        OffsetStore::File => Store::from_config(cfg, None),
+        OffsetStore::Kafka => {
+            let topic = offsets_topic(cfg);
+            topics.ensure(&topic, 1).await?;
+            let id = registry
+                .register(&format!("{topic}-value"), crate::avro::OFFSETS)
+                .await?;
+            Store::from_config(cfg, Some(id))
+        }
+    };
+    let saved = store.load()?;
+    let want_snapshot = cfg.snapshot.mode != SnapshotMode::Never;
+    let saved = crate::state::drop_if_purged(
+        cfg,
+        saved,
+        cfg.snapshot.mode == SnapshotMode::WhenNeeded,
+        "set [snapshot] mode = \"when_needed\"",
+        match &store {
+            Store::File(p) => p.to_str().unwrap_or("the offsets file"),
+            Store::Kafka { .. } => "the record keyed `position` in the offsets topic",
+        },
+    )
+    .await?;
+    let fresh = saved.is_none();
+    let mut state = saved.unwrap_or_default();
+    let snapshot = if want_snapshot && (fresh || state.snapshot.is_some()) {
+        Some(state.snapshot.clone().unwrap_or_default())
+    } else {
+        None
+    };
+    // From the first commit on, the state says a snapshot is due (planned anew while its
+    // progress is empty), so that no commit can make a restart skip it.
+    state.snapshot = snapshot.clone();
+    // What a previous run may already have written: its records are replayed, not re-snapshot.
+    let prefix = format!("{}.", cfg.kafka.topic_prefix);
+    let offsets = offsets_topic(cfg);
+    let existing: Vec<(String, i32)> = topics
+        .list()?
+        .into_iter()
+        .filter(|(t, _)| t.starts_with(&prefix) && *t != offsets)
+        .collect();
+    let read = topics.last_position(&existing).await?;
+    let fence = crate::state::resume_fence(state.fence.as_ref(), read);
+    if let Some(f) = &fence {
+        tracing::info!(fence = %f, "a previous run wrote up to here: snapshot rows go after it");
+    }
+    let fence_grew = fence != state.fence;
+    state.fence = fence.clone();
+    let mut p = Pipeline {
+        cfg,
+        registry,
+        topics,
+        producer,
+        store,
+        tables: HashMap::new(),
+        last_table: None,
+        pos_buf: String::with_capacity(64),
+        committed: Some(state.clone()),
+        state,
+        pending: VecDeque::new(),
+        key_buf: Vec::with_capacity(256),
+        value_buf: Vec::with_capacity(4096),
+    };
+    // A fence read from the topics is committed before any record is written: this run's
+    // replay will put lower positions at the ends of the partitions, and a restart after a
+    // kill must not take those for the fence.
+    if fence_grew && !fresh {
+        let state = p.state.clone();
+        p.commit(state).await?;
+        let timeout = Duration::from_secs(cfg.kafka.message_timeout_secs as u64);
+        p.producer.flush(timeout).await?;
+        tracing::debug!(fence = ?p.state.fence, "fence committed");
+    }
+    Ok((p, snapshot, fence))
 }
 
 /// Snapshot progress as metrics and as the `snapshot` readiness condition.
@@ -455,13 +490,18 @@ impl Pipeline<'_> {
         if self.committed.as_ref() == Some(&state) {
             return Ok(());
         }
+        self.commit(state).await
+    }
+
+    /// Writes `state` to the store (in the open transaction, which it commits).
+    async fn commit(&mut self, state: SavedState) -> Result<()> {
         self.store.commit(&state, &mut self.producer).await?;
         self.producer.commit_transaction()?;
         if let Some(last) = &state.last {
             metrics::gauge!("binlake_binlog_committed_file_number").set(last.file_seq() as f64);
             metrics::gauge!("binlake_binlog_committed_offset_bytes").set(last.offset as f64);
         }
-        tracing::debug!(last = ?state.last, "position committed");
+        tracing::debug!(last = ?state.last, acked = self.producer.acks().acked(), sent = self.producer.next_seq(), pending = self.pending.len(), "position committed");
         self.committed = Some(state);
         Ok(())
     }

@@ -19,6 +19,20 @@ pub struct SavedState {
     pub started_at: Option<(String, u64)>,
     /// Snapshot progress, while a snapshot is part of the run.
     pub snapshot: Option<SnapshotProgress>,
+    /// The resumption fence: the highest position any run may already have written to a
+    /// table topic. Kept here because the topics alone can show less: a run killed while it
+    /// replayed below the fence leaves lower positions at the ends of the partitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<Position>,
+}
+
+/// The fence a run resumes with: the greater of the committed one and what the topics' last
+/// records say. It never moves backwards.
+pub fn resume_fence(committed: Option<&Position>, topics: Option<Position>) -> Option<Position> {
+    match (committed, topics) {
+        (Some(c), Some(t)) => Some(t.max(c.clone())),
+        (c, t) => t.or_else(|| c.cloned()),
+    }
 }
 
 impl SavedState {
@@ -140,6 +154,7 @@ mod tests {
             }),
             started_at: Some(("mysql-bin.000001".into(), 4)),
             snapshot: None,
+            fence: None,
         };
         s.save(&path).unwrap();
         assert_eq!(SavedState::load(&path).unwrap(), Some(s.clone()));
@@ -148,5 +163,45 @@ mod tests {
         let e = SavedState::load(&path).unwrap_err().to_string();
         assert!(e.contains("delete it to start over"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn at(offset: u64, snapshot: Option<u32>) -> Position {
+        Position {
+            file: "mysql-bin.000003".into(),
+            offset,
+            row: 0,
+            gtid: None,
+            snapshot,
+        }
+    }
+
+    /// A run killed while it replayed below the fence leaves lower positions at the ends of
+    /// the partitions than the run before it wrote: the topics alone would move the fence
+    /// back (issue 15, item 3), the committed fence keeps it.
+    #[test]
+    fn the_fence_never_moves_backwards() {
+        let earlier_run_wrote = at(9000, Some(4));
+        let replay_left_at_the_end = at(5000, None);
+        assert_eq!(
+            resume_fence(
+                Some(&earlier_run_wrote),
+                Some(replay_left_at_the_end.clone())
+            ),
+            Some(earlier_run_wrote.clone())
+        );
+        assert_eq!(
+            resume_fence(
+                Some(&replay_left_at_the_end),
+                Some(earlier_run_wrote.clone())
+            ),
+            Some(earlier_run_wrote.clone())
+        );
+        assert_eq!(resume_fence(None, Some(at(7, None))), Some(at(7, None)));
+        assert_eq!(resume_fence(Some(&at(7, None)), None), Some(at(7, None)));
+        assert_eq!(resume_fence(None, None), None);
+        // A state saved before the fence was part of it still loads.
+        let old: SavedState =
+            serde_json::from_str(r#"{"last":null,"started_at":null,"snapshot":null}"#).unwrap();
+        assert_eq!(old.fence, None);
     }
 }

@@ -210,6 +210,7 @@ mod tests {
             }),
             started_at: Some(("mysql-bin.000001".into(), 4)),
             snapshot: None,
+            fence: None,
         };
         let bytes = encode(&state, 42).unwrap();
         assert_eq!(&bytes[..5], &[0, 0, 0, 0, 42]);

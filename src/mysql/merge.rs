@@ -38,6 +38,9 @@ pub struct Merger {
     pub progress: Option<SnapshotProgress>,
     /// `progress` changed since it was last taken.
     progress_changed: bool,
+    /// The initial snapshot's workers sent their last chunk; it is complete once those
+    /// chunks are emitted too.
+    finished: bool,
     /// Resumption fence: the highest position a previous run may have delivered. Records up
     /// to it are a replay, which consumers drop by position (`kafka::dedup`); a snapshot row
     /// emitted at or before it would be dropped too, though its content is new. So no chunk
@@ -109,15 +112,25 @@ impl Merger {
                 tracing::info!(%table, rows, "snapshot range done");
             }
             Message::Finished => {
-                tracing::info!(rows = self.rows, "snapshot complete");
-                if let Some(p) = &mut self.progress {
-                    p.complete = true;
-                    self.progress_changed = true;
-                }
+                self.finished = true;
+                self.check_complete();
                 return false;
             }
         }
         true
+    }
+
+    /// Marks the snapshot complete once its workers finished and every chunk of theirs was
+    /// emitted: until then the progress (and `/ready`, and a restart) must see it running.
+    fn check_complete(&mut self) {
+        if !self.finished || self.pending.iter().any(|c| c.range != usize::MAX) {
+            return;
+        }
+        if let Some(p) = self.progress.as_mut().filter(|p| !p.complete) {
+            p.complete = true;
+            self.progress_changed = true;
+            tracing::info!(rows = self.rows, "snapshot complete");
+        }
     }
 
     /// Logs rows done / estimated, rate and ETA per unfinished table, every 5 seconds, when
@@ -182,6 +195,7 @@ impl Merger {
                 i += 1;
             }
         }
+        self.check_complete();
     }
 
     /// True while emitting here would place snapshot rows at or before the fence.
@@ -276,5 +290,90 @@ impl Merger {
             self.close_registration(&name);
         }
         drop(chunk.permit);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mysql::snapshot::RangeProgress;
+    use crate::schema::{Column, KeySource, SqlType, TableSchema};
+
+    fn chunk(emit_at: u64, permits: &Arc<tokio::sync::Semaphore>) -> Chunk {
+        let table = Arc::new(TableSchema {
+            db: "d".into(),
+            table: "t".into(),
+            columns: vec![Column {
+                name: "id".into(),
+                ty: SqlType::Int {
+                    bytes: 4,
+                    unsigned: false,
+                },
+                nullable: false,
+                declared: None,
+            }],
+            key: vec![0],
+            key_source: KeySource::PrimaryKey,
+            collation: None,
+        });
+        Chunk {
+            range: 0,
+            last_key: None,
+            range_done: true,
+            table,
+            rows: vec![vec![crate::change::Value::Int(1)]],
+            emit_at: BinlogPos {
+                file_seq: 1,
+                offset: emit_at,
+            },
+            drop_after: BinlogPos {
+                file_seq: 1,
+                offset: emit_at,
+            },
+            closes: true,
+            read_at_ms: 0,
+            permit: permits.clone().try_acquire_owned().expect("a permit"),
+        }
+    }
+
+    /// The workers' "finished" arrives while a chunk waits for the stream to reach its view:
+    /// the snapshot is not complete until that chunk is emitted (issue 15, item 7: `/ready`
+    /// and a restart believed it complete with rows still to emit).
+    #[test]
+    fn complete_only_after_the_last_chunk_is_emitted() {
+        let permits = Arc::new(tokio::sync::Semaphore::new(4));
+        let mut m = Merger::new(BinlogPos {
+            file_seq: 1,
+            offset: 100,
+        });
+        m.message(Message::Plan(SnapshotProgress {
+            ranges: vec![RangeProgress {
+                db: "d".into(),
+                table: "t".into(),
+                from_incl: None,
+                until: None,
+                after: None,
+                done: false,
+                rows: 0,
+                estimate: 1,
+            }],
+            complete: false,
+        }));
+        let _ = m.take_progress();
+        m.message(Message::Chunk(chunk(200, &permits)));
+        m.message(Message::Finished);
+        let file: Arc<str> = "mysql-bin.000001".into();
+        let mut out = Vec::new();
+        m.emit_ready(&file, &mut out);
+        assert!(out.is_empty());
+        assert!(
+            m.take_progress().is_none_or(|p| !p.complete),
+            "complete with a chunk still pending"
+        );
+        m.pos.offset = 200;
+        m.emit_ready(&file, &mut out);
+        assert_eq!(out.len(), 1);
+        let p = m.take_progress().expect("progress after the chunk");
+        assert!(p.complete && p.ranges[0].done, "{p:?}");
     }
 }
