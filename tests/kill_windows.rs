@@ -4,7 +4,8 @@
 //! snapshot. Here `run` is killed (SIGKILL, or stopped with SIGTERM) at moments drawn
 //! uniformly over its first 2.5 s, again and again under a random writer; then every topic
 //! must equal its source table, and the committed state must say the snapshot is complete
-//! once the source is idle (its bookkeeping must not wait for new binlog events).
+//! once the source is idle (its bookkeeping must not wait for new binlog events). And a
+//! table dropped or renamed while its snapshot runs ends that table's snapshot, not the run.
 
 mod support;
 
@@ -138,4 +139,84 @@ fn run_killed_or_stopped_in_its_first_seconds_never_skips_the_snapshot() {
         std::thread::sleep(Duration::from_secs(1));
     }
     assert_eq!(sigterm(&mut run), Some(0), "{}", stack.run_log(kills));
+}
+
+fn status_json(stack: &Stack) -> serde_json::Value {
+    let config = stack.config.to_str().expect("utf-8 path").to_string();
+    let r = binlake(
+        &["status", "--json", "--config", &config],
+        Duration::from_secs(60),
+    );
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    serde_json::from_str(&r.stdout).expect("JSON")
+}
+
+#[test]
+fn a_table_dropped_or_renamed_during_its_snapshot_ends_its_snapshot_not_the_run() {
+    let stack = Stack::start(
+        false,
+        "",
+        "[snapshot]\nchunk_size = 200\nparallelism = 1\nmax_in_flight_chunks = 1\n",
+    );
+    stack.db.sql(
+        "CREATE DATABASE app;
+         CREATE TABLE app.a (id INT PRIMARY KEY, v VARCHAR(100));
+         INSERT INTO app.a SELECT seq, REPEAT('a', 100) FROM app.seq_0_to_59999;
+         CREATE TABLE app.b (id INT PRIMARY KEY, v VARCHAR(100));
+         INSERT INTO app.b SELECT seq, REPEAT('b', 100) FROM app.seq_0_to_59999;
+         CREATE TABLE app.c (id INT PRIMARY KEY, v INT);
+         INSERT INTO app.c SELECT seq, seq FROM app.seq_0_to_99;",
+    );
+    let mut run = stack.spawn_run(0);
+    let start = Instant::now();
+    while !stack.run_log(0).contains("snapshot planned") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{}",
+            stack.run_log(0)
+        );
+        assert!(
+            run.try_wait().ok().flatten().is_none(),
+            "{}",
+            stack.run_log(0)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stack
+        .db
+        .sql("DROP TABLE app.a; RENAME TABLE app.b TO app.b2; UPDATE app.c SET v = v + 1;");
+    // The snapshot of the dropped and the renamed table ends; the others complete; run goes on.
+    let start = Instant::now();
+    loop {
+        assert!(
+            run.try_wait().ok().flatten().is_none(),
+            "run stopped on a table dropped during its snapshot:\n{}",
+            stack.run_log(0)
+        );
+        let s = status_json(&stack);
+        let done = s["snapshot"]
+            .as_array()
+            .is_some_and(|t| t.iter().all(|t| t["done"] == true));
+        if s["snapshot_complete"] == true && done {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the snapshot did not complete: {s}\n{}",
+            stack.run_log(0)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    stack.wait_converged(&["app.c"], Duration::from_secs(120));
+    assert_eq!(sigterm(&mut run), Some(0), "{}", stack.run_log(0));
+
+    // A restart plans the renamed table under its new name, and snapshots it.
+    let mut run = stack.spawn_run(1);
+    stack.wait_converged(&["app.b2", "app.c"], Duration::from_secs(180));
+    assert!(
+        stack.run_log(1).contains("table newly captured"),
+        "{}",
+        stack.run_log(1)
+    );
+    assert_eq!(sigterm(&mut run), Some(0), "{}", stack.run_log(1));
 }

@@ -306,17 +306,28 @@ pub async fn run(cfg: Config, resume: SnapshotProgress, tx: mpsc::Sender<Message
         }
     }
     let mut tasks = VecDeque::new();
-    for (range, r) in progress.ranges.iter().enumerate() {
+    let mut skipped = std::collections::HashSet::new();
+    for (range, r) in progress.ranges.iter_mut().enumerate() {
         if r.done {
             continue;
         }
         let name = (r.db.clone(), r.table.clone());
+        if skipped.contains(&name) {
+            r.done = true;
+            continue;
+        }
         if !schemas.contains_key(&name) {
             match load_schema(&mut meta, flavor, &cfg, &filter, &r.db, &r.table).await? {
                 Some(s) => {
                     schemas.insert(name.clone(), s);
                 }
-                None => continue,
+                None => {
+                    // Not snapshotted (gone, or skipped): its ranges are done, so that the
+                    // snapshot can complete.
+                    r.done = true;
+                    skipped.insert(name);
+                    continue;
+                }
             }
         }
         let (table, select) = schemas[&name].clone();
@@ -432,14 +443,10 @@ async fn check_adhoc(cfg: &Config, req: &AdhocRequest) -> Result<(Flavor, Task)>
     let Some((schema, select)) = load_schema(&mut meta, flavor, cfg, &filter, db, table).await?
     else {
         return Err(Error::Unsupported(format!(
-            "{db}.{table} is skipped (no key, key = \"skip\")"
+            "{db}.{table} is not snapshotted: it does not exist, every column is excluded, or \
+             it has no key and [capture] key = \"skip\""
         )));
     };
-    if schema.columns.is_empty() {
-        return Err(Error::Unsupported(format!(
-            "table {db}.{table} does not exist"
-        )));
-    }
     if let Some(w) = &req.where_ {
         let probe = format!(
             "SELECT 1 FROM {}.{} WHERE ({w}) LIMIT 0",
@@ -474,10 +481,20 @@ async fn load_schema(
     table: &str,
 ) -> Result<Option<(Arc<TableSchema>, String)>> {
     let info = server::table_info(meta, flavor, db, table).await?;
+    if info.columns.is_empty() {
+        // Dropped or renamed since it was planned: the binlog carries the DDL, and a
+        // renamed table's new name is planned anew by the next start.
+        tracing::warn!(table = %format!("{db}.{table}"), "the table no longer exists (dropped or renamed): not snapshotted");
+        return Ok(None);
+    }
     let Some(schema) = table_schema(db, table, &info, cfg.capture.key, filter)? else {
         tracing::warn!(table = %format!("{db}.{table}"), "no primary key and capture.key = \"skip\": not snapshotted");
         return Ok(None);
     };
+    if schema.columns.is_empty() {
+        tracing::warn!(table = %format!("{db}.{table}"), "every column is excluded ([capture] exclude_columns): not snapshotted");
+        return Ok(None);
+    }
     let select = schema
         .columns
         .iter()
@@ -709,6 +726,10 @@ async fn keyed_range(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u6
         let (rows, full, drop_after, emit_at) =
             match read_chunk(conn, shared, task, &mut after, read_to).await {
                 Ok(read) => read,
+                Err(e) if table_gone(&e) => {
+                    gone(shared, task, read_to, permit).await?;
+                    return Ok(total);
+                }
                 Err(e) => {
                     release(shared, t).await;
                     return Err(e);
@@ -817,10 +838,54 @@ async fn whole_table(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u6
     let t = &task.table;
     let read_to = register(shared, t).await?;
     let r = stream_table(conn, shared, task, read_to).await;
-    if r.is_err() {
-        release(shared, t).await;
+    match r {
+        // Gone before its first chunk was sent (a later failure would have sent some).
+        Err(e) if table_gone(&e) => {
+            let permit = in_flight_slot(shared).await?;
+            gone(shared, task, read_to, permit).await?;
+            Ok(0)
+        }
+        Err(e) => {
+            release(shared, t).await;
+            Err(e)
+        }
+        ok => ok,
     }
-    r
+}
+
+/// The server says the table does not exist (ER_NO_SUCH_TABLE): dropped or renamed while
+/// its snapshot ran.
+fn table_gone(e: &Error) -> bool {
+    matches!(e, Error::Mysql { cause: mysql_async::Error::Server(s), .. } if s.code == 1146)
+}
+
+/// Ends a range whose table was dropped or renamed while it was read: an empty last chunk,
+/// emitted in order like any other, marks the range done and closes its registration. The
+/// binlog carries the DROP or RENAME and every change before it.
+async fn gone(
+    shared: &Shared,
+    task: &Task,
+    read_to: BinlogPos,
+    permit: OwnedSemaphorePermit,
+) -> Result<()> {
+    tracing::warn!(table = %task.table.full_name(), "the table was dropped or renamed during its snapshot: its snapshot ends here");
+    let chunk = Chunk {
+        range: task.range,
+        last_key: None,
+        range_done: true,
+        table: task.table.clone(),
+        rows: Vec::new(),
+        emit_at: read_to,
+        drop_after: read_to,
+        closes: true,
+        read_at_ms: now_ms(),
+        permit,
+    };
+    shared
+        .tx
+        .send(Message::Chunk(chunk))
+        .await
+        .map_err(|_| Error::Unsupported("the binlog reader stopped".into()))
 }
 
 async fn stream_table(
