@@ -1,8 +1,11 @@
-//! The local HTTP admin endpoint of a running `binlake tail`: `POST /snapshot` starts an
-//! on-demand snapshot of a table or of the rows matching a condition, `GET /health` answers
-//! `ok`. Invariant: with a token configured, no request without `Authorization: Bearer
-//! <token>` reaches the pipeline; it binds where `[admin] listen` says (loopback by default,
-//! and off loopback only with a token, which config validation enforces).
+//! The local HTTP admin endpoint of a running `binlake run` or `tail`: `POST /snapshot`
+//! starts an on-demand snapshot of a table or of the rows matching a condition, `GET
+//! /health` answers `ok`. Invariant: no request without `Authorization: Bearer <token>`
+//! reaches the pipeline (config validation requires a non-empty token, unless
+//! `allow_no_token` on a loopback address); on a loopback address a request must name a
+//! loopback host in its `Host` header, so a web page cannot reach it through DNS
+//! rebinding; the condition is checked (`snapshot::check_condition`) and runs as one
+//! prepared statement in a read-only transaction.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -35,6 +38,29 @@ pub struct Reply {
 struct Ctx {
     token: Option<String>,
     requests: mpsc::Sender<AdhocRequest>,
+    /// The port, when bound to a loopback address: then the Host header must be loopback.
+    loopback_port: Option<u16>,
+}
+
+/// A `Host` header that names a loopback host (`localhost`, `127.x.y.z`, `[::1]`) with
+/// the endpoint's port.
+fn loopback_host(host: &str, port: u16) -> bool {
+    let Some((name, p)) = host.rsplit_once(':') else {
+        return false;
+    };
+    if p.parse::<u16>().ok() != Some(port) {
+        return false;
+    }
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Compares without an early exit on the first differing byte.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 /// Binds `listen` and serves until the process ends. Returns the bound address.
@@ -53,10 +79,15 @@ pub async fn serve(
         context: "reading the admin endpoint's address".into(),
         cause: e,
     })?;
+    let loopback_port = addr.ip().is_loopback().then_some(addr.port());
     let app = Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/snapshot", post(snapshot))
-        .with_state(Ctx { token, requests });
+        .with_state(Ctx {
+            token,
+            requests,
+            loopback_port,
+        });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "admin endpoint stopped");
@@ -81,12 +112,26 @@ async fn snapshot(
     headers: HeaderMap,
     Json(req): Json<SnapshotRequest>,
 ) -> (StatusCode, Json<Reply>) {
+    if let Some(port) = ctx.loopback_port {
+        let host = headers.get("host").and_then(|v| v.to_str().ok());
+        if !host.is_some_and(|h| loopback_host(h, port)) {
+            return reply(
+                StatusCode::FORBIDDEN,
+                false,
+                format!(
+                    "the Host header must name this loopback endpoint (e.g. 127.0.0.1:{port}), \
+                     not {}",
+                    host.unwrap_or("nothing")
+                ),
+            );
+        }
+    }
     if let Some(token) = &ctx.token {
         let given = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
+        if !given.is_some_and(|g| same_secret(g.as_bytes(), token.as_bytes())) {
             return reply(
                 StatusCode::UNAUTHORIZED,
                 false,
@@ -158,4 +203,33 @@ pub async fn request_snapshot(
         message: body.trim().to_string(),
     });
     Ok((status, reply))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_hosts_with_the_port_pass() {
+        for ok in [
+            "127.0.0.1:9470",
+            "localhost:9470",
+            "[::1]:9470",
+            "127.1.2.3:9470",
+        ] {
+            assert!(loopback_host(ok, 9470), "{ok}");
+        }
+        for bad in [
+            "evil.example:9470",
+            "127.0.0.1:80",
+            "127.0.0.1",
+            "10.0.0.1:9470",
+            "localhost.evil.example:9470",
+        ] {
+            assert!(!loopback_host(bad, 9470), "{bad}");
+        }
+        assert!(same_secret(b"s3cret", b"s3cret"));
+        assert!(!same_secret(b"s3cret", b"s3creT"));
+        assert!(!same_secret(b"s3cret", b"s3cre"));
+    }
 }

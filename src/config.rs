@@ -397,9 +397,13 @@ fn default_schemas_topic() -> String {
 pub struct AdminConfig {
     /// `host:port` to listen on, e.g. `127.0.0.1:9470`. Unset: no endpoint.
     pub listen: Option<String>,
-    /// Bearer token required by the endpoint; mandatory when `listen` is not a loopback
-    /// address.
+    /// Bearer token required by the endpoint; mandatory unless `allow_no_token` (loopback
+    /// only). Never empty.
     pub token: Option<String>,
+    /// Serve a loopback `listen` without a token (anyone on the machine can then start
+    /// snapshots). Off by default.
+    #[serde(default)]
+    pub allow_no_token: bool,
 }
 
 /// The Prometheus, health and readiness endpoint of `run` and `sink`.
@@ -753,12 +757,31 @@ impl Config {
                     &format!("`{listen}` is not host:port, e.g. 127.0.0.1:9470"),
                 )
             })?;
-            if !addr.ip().is_loopback() && self.admin.token.is_none() {
-                return Err(key(
-                    "admin.token",
-                    "required when admin.listen is not a loopback address: anyone who can reach \
-                     it could start snapshots",
-                ));
+            match &self.admin.token {
+                Some(t) if t.trim().is_empty() => {
+                    return Err(key(
+                        "admin.token",
+                        "is empty: set a long random token (e.g. `openssl rand -hex 32`), in \
+                         BINLAKE_ADMIN__TOKEN",
+                    ))
+                }
+                Some(_) => {}
+                None if !addr.ip().is_loopback() => {
+                    return Err(key(
+                        "admin.token",
+                        "required when admin.listen is not a loopback address: anyone who can \
+                         reach it could start snapshots",
+                    ))
+                }
+                None if !self.admin.allow_no_token => {
+                    return Err(key(
+                        "admin.token",
+                        "required by the admin endpoint (any local user or web page could \
+                         start snapshots otherwise): set it (BINLAKE_ADMIN__TOKEN), or set \
+                         admin.allow_no_token = true to serve a loopback listen without one",
+                    ))
+                }
+                None => {}
             }
         }
         if let Some(listen) = &self.metrics.listen {
@@ -1398,7 +1421,27 @@ mod tests {
             .to_string();
         assert!(e.contains("admin.token"), "{e}");
         load("[admin]\nlisten = \"0.0.0.0:9470\"\ntoken = \"t\"\n", &[]).unwrap();
-        load("[admin]\nlisten = \"127.0.0.1:9470\"\n", &[]).unwrap();
+        // On loopback too, unless explicitly allowed; never an empty one.
+        let e = load("[admin]\nlisten = \"127.0.0.1:9470\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("admin.allow_no_token"), "{e}");
+        load(
+            "[admin]\nlisten = \"127.0.0.1:9470\"\nallow_no_token = true\n",
+            &[],
+        )
+        .unwrap();
+        let e = load(
+            "[admin]\nlisten = \"0.0.0.0:9470\"\nallow_no_token = true\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not a loopback"), "{e}");
+        let e = load("[admin]\nlisten = \"127.0.0.1:9470\"\ntoken = \" \"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is empty"), "{e}");
     }
 
     #[test]

@@ -353,7 +353,7 @@ fn binlake_snapshot_repairs_a_table_changed_outside_the_binlog() {
     let stack = Stack::start(
         false,
         "",
-        &format!("[admin]\nlisten = \"127.0.0.1:{admin}\"\n"),
+        &format!("[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"t0ken\"\n"),
     );
     stack.db.sql(
         "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v INT);

@@ -804,7 +804,8 @@ fn on_demand_snapshot_of_a_key_range_while_streaming() {
     let run = ask("cdc.nope", None);
     assert_eq!(run.code, Some(1));
     assert!(
-        run.stdout.contains("table cdc.nope does not exist"),
+        run.stdout
+            .contains("cdc.nope is not snapshotted: it does not exist"),
         "{}",
         run.stdout
     );
@@ -816,18 +817,47 @@ fn on_demand_snapshot_of_a_key_range_while_streaming() {
         run.stdout
     );
 
-    // Without the token: refused.
+    // A condition that would close the WHERE and append rows of another table, or run a
+    // second statement: refused before it reaches the server.
+    for (cond, why) in [
+        (
+            "1) UNION SELECT 1, 2, 3 FROM mysql.user WHERE (1",
+            "closes a parenthesis",
+        ),
+        ("1; DROP TABLE cdc.t", "has a `;`"),
+    ] {
+        let run = ask("cdc.t", Some(cond));
+        assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
+        assert!(run.stdout.contains(why), "{}", run.stdout);
+    }
+
+    // A Host that is not this loopback endpoint (a web page through DNS rebinding): refused,
+    // token or not. Without the token: refused.
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let body = r#"{"table":"cdc.t"}"#;
-    write!(
-        s,
-        "POST /snapshot HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
+    let post = |host: &str, auth: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let body = r#"{"table":"cdc.t"}"#;
+        write!(
+            s,
+            "POST /snapshot HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        resp
+    };
+    let resp = post(
+        &format!("evil.example:{port}"),
+        "Authorization: Bearer s3cret\r\n",
+    );
+    assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
+    let resp = post(&format!("127.0.0.1:{port}"), "");
+    assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
+    let resp = post(
+        &format!("127.0.0.1:{port}"),
+        "Authorization: Bearer s3crex\r\n",
+    );
     assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
     assert!(
         rx.recv_timeout(Duration::from_millis(500)).is_err(),

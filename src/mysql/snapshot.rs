@@ -448,14 +448,24 @@ async fn check_adhoc(cfg: &Config, req: &AdhocRequest) -> Result<(Flavor, Task)>
         )));
     };
     if let Some(w) = &req.where_ {
+        check_condition(w)
+            .map_err(|why| Error::Unsupported(format!("the condition `{w}` {why}")))?;
+        // One prepared statement (no second statement can ride along), in a read-only
+        // transaction, like the chunks that will use the condition.
         let probe = format!(
             "SELECT 1 FROM {}.{} WHERE ({w}) LIMIT 0",
             quote(db),
             quote(table)
         );
-        meta.query_drop(&probe)
+        meta.query_drop("START TRANSACTION READ ONLY")
             .await
-            .map_err(Error::mysql(format!("the condition `{w}`")))?;
+            .map_err(Error::mysql("START TRANSACTION READ ONLY"))?;
+        let probed = meta
+            .exec_drop(&probe, ())
+            .await
+            .map_err(Error::mysql(format!("the condition `{w}`")));
+        let _ = meta.query_drop("ROLLBACK").await;
+        probed?;
     }
     Ok((
         flavor,
@@ -469,6 +479,75 @@ async fn check_adhoc(cfg: &Config, req: &AdhocRequest) -> Result<(Flavor, Task)>
             filter: req.where_.clone(),
         },
     ))
+}
+
+/// Checks an on-demand snapshot's condition, which is placed in `WHERE (…)` of the chunks'
+/// SELECT: it must be one boolean expression over the table's own columns. Refused, with the
+/// reason: a statement separator or a comment, unbalanced parentheses or quotes (which could
+/// close the `WHERE (…)` and append a UNION), and the words SELECT, UNION, FROM and INTO
+/// outside quotes (subqueries and other tables). Back-quoted names may be anything.
+pub fn check_condition(w: &str) -> std::result::Result<(), String> {
+    if w.trim().is_empty() {
+        return Err("is empty".into());
+    }
+    let b = w.as_bytes();
+    let mut depth = 0i32;
+    let mut i = 0;
+    let mut word = String::new();
+    let forbidden = |word: &str| -> std::result::Result<(), String> {
+        let upper = word.to_ascii_uppercase();
+        if ["SELECT", "UNION", "FROM", "INTO"].contains(&upper.as_str()) {
+            return Err(format!(
+                "uses {upper}: a condition is an expression over the table's columns, without \
+                 subqueries"
+            ));
+        }
+        Ok(())
+    };
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80 {
+            word.push(c as char);
+            i += 1;
+            continue;
+        }
+        forbidden(&word)?;
+        word.clear();
+        match c {
+            b'\'' | b'"' | b'`' => {
+                // Skip to the closing quote (doubled quotes and, except in names,
+                // backslash escapes stay inside).
+                i += 1;
+                loop {
+                    match b.get(i) {
+                        None => return Err("has an unterminated quote".into()),
+                        Some(&q) if q == c && b.get(i + 1) == Some(&c) => i += 2,
+                        Some(&q) if q == c => break,
+                        Some(b'\\') if c != b'`' => i += 2,
+                        Some(_) => i += 1,
+                    }
+                }
+            }
+            b';' => return Err("has a `;`: one expression only".into()),
+            b'#' => return Err("has a comment (`#`)".into()),
+            b'-' if b.get(i + 1) == Some(&b'-') => return Err("has a comment (`--`)".into()),
+            b'/' if b.get(i + 1) == Some(&b'*') => return Err("has a comment (`/*`)".into()),
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err("closes a parenthesis it did not open".into());
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    forbidden(&word)?;
+    if depth != 0 {
+        return Err("leaves a parenthesis open".into());
+    }
+    Ok(())
 }
 
 /// A table's schema and its SELECT list; `None` when it is not snapshotted (`key = "skip"`).
@@ -958,6 +1037,36 @@ fn raw_values(r: mysql_async::Row) -> Vec<My> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conditions_are_one_expression_over_the_columns() {
+        for ok in [
+            "id BETWEEN 1 AND 1000",
+            "(a = 1 OR b = 'x;y -- (') AND c IS NOT NULL",
+            "name = 'it''s' AND `from` > 3",
+            "note = \"a \\\" b\" OR d < NOW() - INTERVAL 1 DAY",
+        ] {
+            assert_eq!(check_condition(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            (
+                "1) UNION SELECT user, password FROM mysql.user WHERE (1",
+                "closes",
+            ),
+            ("1; DROP TABLE t", "`;`"),
+            ("id IN (SELECT id FROM other)", "SELECT"),
+            ("1 -- x", "comment"),
+            ("1 /* x */", "comment"),
+            ("1 # x", "comment"),
+            ("(1", "open"),
+            ("a = 'x", "unterminated"),
+            ("", "empty"),
+            ("1 INTO OUTFILE '/tmp/x'", "INTO"),
+        ] {
+            let e = check_condition(bad).expect_err(bad);
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn key_comparison_expands_lexicographically() {
