@@ -369,7 +369,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match rt.block_on(run(cli.cmd)) {
+    let result = rt.block_on(run(cli.cmd));
+    // A blocking read still waiting on an unresponsive server (which the command gave up
+    // on, with an error) must not keep the process alive.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
         Ok(code) => code,
         Err(e) => {
             if json {

@@ -44,6 +44,25 @@ pub struct Status {
     pub purged: bool,
 }
 
+/// How long `status` waits for the broker (its own reads have 30 s limits; this bounds
+/// them all) and for MySQL, before one clear error instead of a hang.
+const KAFKA_WAIT: std::time::Duration = std::time::Duration::from_secs(75);
+const MYSQL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `f`, or an error naming `what` when it takes longer than `limit`.
+async fn within<T>(
+    what: &str,
+    limit: std::time::Duration,
+    f: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(limit, f).await.map_err(|_| {
+        crate::error::Error::Unsupported(format!(
+            "{what}: no answer within {} s; is it running and reachable?",
+            limit.as_secs()
+        ))
+    })?
+}
+
 /// Reads the committed state and the server's binlog state.
 pub async fn read(cfg: &Config) -> Result<Status> {
     let store = Store::from_config(cfg, None);
@@ -70,16 +89,34 @@ pub async fn read(cfg: &Config) -> Result<Status> {
             OffsetStore::File => true,
         })
     };
-    let saved = tokio::task::spawn_blocking(move || match exists()? {
-        true => store.load(),
-        false => Ok(None),
-    })
-    .await
-    .map_err(|e| crate::error::Error::Unsupported(format!("reading the state: {e}")))??
+    let saved = within(
+        &format!("reading the committed state ({where_})"),
+        KAFKA_WAIT,
+        async {
+            tokio::task::spawn_blocking(move || match exists()? {
+                true => store.load(),
+                false => Ok(None),
+            })
+            .await
+            .map_err(|e| crate::error::Error::Unsupported(format!("reading the state: {e}")))?
+        },
+    )
+    .await?
     .unwrap_or_default();
-    let mut conn = crate::mysql::server::connect(cfg).await?;
-    let (end_file, end_pos) = crate::mysql::server::binlog_end(&mut conn).await?;
-    let files = crate::mysql::server::binlog_files(&mut conn).await?;
+    let (end_file, end_pos, files) = within(
+        &format!(
+            "asking MySQL at {}:{} for its binlog files",
+            cfg.mysql.host, cfg.mysql.port
+        ),
+        MYSQL_WAIT,
+        async {
+            let mut conn = crate::mysql::server::connect(cfg).await?;
+            let (end_file, end_pos) = crate::mysql::server::binlog_end(&mut conn).await?;
+            let files = crate::mysql::server::binlog_files(&mut conn).await?;
+            Ok((end_file, end_pos, files))
+        },
+    )
+    .await?;
     let resume = saved.resume_from();
     let (committed, at) = match &resume {
         Some(crate::position::StartFrom::Position { file, offset, row }) => (

@@ -116,3 +116,53 @@ fn config_prints_the_defaults_and_a_file_without_its_secrets() {
     assert!(text.contains("brokers = \"k1:9092,k2:9092\""), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A broker that accepts connections but never answers (stopped with SIGSTOP) gives one
+/// clear error in bounded time, not a hang.
+#[test]
+fn status_against_a_stalled_broker_is_a_clear_error_not_a_hang() {
+    let stack = Stack::start(false, "", "");
+    schema(&stack);
+    let mut run = stack.spawn_run(0);
+    stack.wait_converged(&TABLES, Duration::from_secs(120));
+    assert_eq!(sigterm(&mut run), Some(0), "{}", stack.run_logs_tail());
+    let broker = stack.broker.pid(0).to_string();
+    let signal = |s: &str| {
+        let _ = std::process::Command::new("kill")
+            .args([s, &broker])
+            .status();
+    };
+    signal("-STOP");
+    let config = stack.config.to_str().expect("utf-8 path").to_string();
+    let started = std::time::Instant::now();
+    let r = binlake(&["status", "--config", &config], Duration::from_secs(240));
+    let took = started.elapsed();
+    signal("-CONT");
+    assert_eq!(r.code, Some(2), "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("no answer within") || r.stderr.contains("waited"),
+        "{}",
+        r.stderr
+    );
+    println!("status gave up after {took:?}: {}", r.stderr.trim());
+
+    // The same for MySQL.
+    let pid = std::fs::read_to_string(stack.db.dir.join("mysqld.pid")).expect("mysqld.pid");
+    let mysql = |s: &str| {
+        let _ = std::process::Command::new("kill")
+            .args([s, pid.trim()])
+            .status();
+    };
+    mysql("-STOP");
+    let started = std::time::Instant::now();
+    let r = binlake(&["status", "--config", &config], Duration::from_secs(240));
+    let took = started.elapsed();
+    mysql("-CONT");
+    assert_eq!(r.code, Some(2), "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("no answer within") && r.stderr.contains("MySQL"),
+        "{}",
+        r.stderr
+    );
+    println!("status gave up after {took:?}: {}", r.stderr.trim());
+}
