@@ -277,7 +277,8 @@ pub struct KafkaConfig {
     /// Records and position commits go in Kafka transactions with this id (the broker must
     /// support transactions).
     pub transactional_id: Option<String>,
-    /// Seconds a record may wait for the broker (retrying) before binlake stops with an error.
+    /// Seconds Kafka may acknowledge none of the waiting records (librdkafka retrying)
+    /// before `run` stops with an error; with transactions, librdkafka's per-record timeout.
     #[serde(default = "default_message_timeout")]
     pub message_timeout_secs: u32,
     /// librdkafka properties passed through to every client (SASL, SSL, tuning), e.g.

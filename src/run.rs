@@ -472,6 +472,9 @@ impl Pipeline<'_> {
         if let Some(f) = self.producer.acks().failed() {
             return Err(Error::Delivery(f));
         }
+        self.producer.watchdog(Duration::from_secs(
+            self.cfg.kafka.message_timeout_secs as u64,
+        ))?;
         let mut ready = None;
         if self.producer.is_transactional() {
             // The transaction commit covers every record sent in it.

@@ -105,6 +105,126 @@ fn a_record_larger_than_kafka_accepts_stops_run_before_it_and_is_written_after_t
     support::workload::sigterm(&mut run);
 }
 
+/// The broker refuses one record while later records of the same partition are already
+/// queued behind it: none of them may be written (a record written after the refused one
+/// would carry a higher `binlake.pos`, and the refused one, written after the fix, would
+/// then be dropped by every consumer's position filter: a permanent gap).
+#[test]
+fn a_record_the_broker_refuses_leaves_no_later_record_of_its_partition_written() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let stack = Stack::start(
+        false,
+        "",
+        "[kafka.properties]\n\"message.max.bytes\" = \"8000000\"\n",
+    );
+    stack.db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, body MEDIUMTEXT);
+         INSERT INTO app.t VALUES (1, 'a'), (2, 'b');",
+    );
+    // One partition, so that every later record is queued behind the refused one.
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", stack.broker.bootstrap())
+        .create()
+        .expect("admin");
+    let topic =
+        NewTopic::new("cdc.app.t", 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(admin.create_topics([&topic], &AdminOptions::new()))
+        .expect("create topic");
+    let mut run = stack.spawn_run(0);
+    stack.wait_converged(&["app.t"], Duration::from_secs(120));
+    let before = records_in(&stack.broker.bootstrap(), "cdc.app.t");
+
+    // 2.5 MB that do not compress (more than the topic's 1 MiB), then small rows right
+    // behind it, each its own transaction.
+    let mut sql = String::from(
+        "SET SESSION group_concat_max_len = 8000000;
+         INSERT INTO app.t SELECT 3, GROUP_CONCAT(MD5(RAND()) SEPARATOR '') FROM app.seq_1_to_80000;",
+    );
+    for id in 4..40 {
+        sql += &format!("INSERT INTO app.t VALUES ({id}, 'small');");
+    }
+    stack.db.sql(&sql);
+    let code = exit_code(&mut run, Duration::from_secs(180), || stack.run_log(0));
+    let log = stack.run_log(0);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(log.contains("the broker refused a record of"), "{log}");
+    let after = records_in(&stack.broker.bootstrap(), "cdc.app.t");
+    assert_eq!(
+        after, before,
+        "records after the refused one were written to its partition:\n{log}"
+    );
+
+    // The fix: the topic takes 8 MB. The next run writes 3 and everything after it, and a
+    // consumer with the position filter keeps all of it.
+    set_topic_max_bytes(&stack.broker.bootstrap(), "cdc.app.t", 8_000_000);
+    let mut run = stack.spawn_run(1);
+    stack.wait_converged(&["app.t"], Duration::from_secs(120));
+    support::workload::sigterm(&mut run);
+}
+
+/// A broker that stops answering for longer than `message_timeout_secs` while changes keep
+/// coming: `run` stops with one clear error and writes nothing after the records it waited
+/// for (librdkafka does not time records out and re-sequence the ones behind them), and the
+/// restarted run loses nothing a consumer with the position filter keeps.
+#[test]
+fn a_broker_that_stops_answering_stops_run_without_a_gap() {
+    let stack = Stack::start(false, "", "");
+    let text = std::fs::read_to_string(&stack.config).expect("config");
+    std::fs::write(
+        &stack.config,
+        text.replace("message_timeout_secs = 120", "message_timeout_secs = 5"),
+    )
+    .expect("config");
+    stack.db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v INT);
+         INSERT INTO app.t SELECT seq, 0 FROM app.seq_0_to_999;",
+    );
+    let mut run = stack.spawn_run(0);
+    stack.wait_converged(&["app.t"], Duration::from_secs(120));
+    let broker = stack.broker.pid(0).to_string();
+    let signal = |s: &str| {
+        let _ = Command::new("kill").args([s, &broker]).status();
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let _stop = support::workload::StopOnDrop(&stop);
+        scope.spawn(|| {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                stack.db.sql(&format!(
+                    "UPDATE app.t SET v = {n} WHERE id = {}; INSERT INTO app.t VALUES ({}, {n});",
+                    n % 1000,
+                    1000 + n
+                ));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        signal("-STOP");
+        std::thread::sleep(Duration::from_secs(12));
+        signal("-CONT");
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let code = exit_code(&mut run, Duration::from_secs(120), || stack.run_log(0));
+    let log = stack.run_log(0);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains("Kafka acknowledged none of the")
+            && log.contains("the position was not committed past it"),
+        "{log}"
+    );
+    let mut run = stack.spawn_run(1);
+    let stats = stack.wait_converged(&["app.t"], Duration::from_secs(180));
+    assert_eq!(stats["duplicate_positions"], 0);
+    support::workload::sigterm(&mut run);
+}
+
 /// The number of records in `topic` (the sum of its partitions' high watermarks).
 fn records_in(bootstrap: &str, topic: &str) -> u64 {
     let script = format!(

@@ -224,6 +224,8 @@ pub struct Producer {
     acks: Arc<Acks>,
     next: u64,
     transactional: bool,
+    /// The watermark at the last watchdog check that saw it move, and when.
+    progress: (u64, std::time::Instant),
 }
 
 impl Producer {
@@ -253,10 +255,24 @@ impl Producer {
                 c.set(name, value);
             }
         }
-        c.set(
-            "message.timeout.ms",
-            (k.message_timeout_secs as u64 * 1000).to_string(),
-        );
+        // Without transactions librdkafka never gives up on a record (0: no timeout): a
+        // record it timed out would let the ones queued behind it be written under a new
+        // producer epoch, a gap the position filter would make permanent. `run` bounds the
+        // wait itself (`Producer::watchdog`) and then stops, sending nothing more.
+        let timeout_ms = if k.transactional_id.is_some() {
+            k.message_timeout_secs as u64 * 1000
+        } else {
+            0
+        };
+        c.set("message.timeout.ms", timeout_ms.to_string());
+        if k.transactional_id.is_none() {
+            // A batch the broker refuses for good (a record over the topic's
+            // max.message.bytes) must stop the producer: otherwise librdkafka re-sequences
+            // and writes the records queued behind it, which carry higher positions than
+            // the refused record will when it is written after the fix, and the position
+            // filter would drop it (tests/bad_input.rs). A transaction aborts instead.
+            c.set("enable.gapless.guarantee", "true");
+        }
         if let Some(id) = &k.transactional_id {
             c.set("transactional.id", id);
             // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
@@ -305,6 +321,7 @@ impl Producer {
             acks,
             next: 0,
             transactional,
+            progress: (0, std::time::Instant::now()),
         })
     }
 
@@ -420,6 +437,28 @@ impl Producer {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// Fails when records are waiting and Kafka acknowledged none of them for `limit`
+    /// (`[kafka] message_timeout_secs`): the broker is down, or a partition has no leader.
+    /// The failure is recorded like a refused record, so no flush waits on it, and nothing
+    /// queued after the first waiting record is committed.
+    pub fn watchdog(&mut self, limit: Duration) -> Result<()> {
+        let acked = self.acks.acked();
+        if acked >= self.next || acked != self.progress.0 {
+            self.progress = (acked, std::time::Instant::now());
+            return Ok(());
+        }
+        if self.progress.1.elapsed() < limit {
+            return Ok(());
+        }
+        self.acks.fail(format!(
+            "Kafka acknowledged none of the {} records waiting for it for {} s ([kafka] \
+             message_timeout_secs): the broker is unreachable or a partition has no leader",
+            self.next - acked,
+            limit.as_secs()
+        ));
+        Err(Error::Delivery(self.acks.failed().unwrap_or_default()))
     }
 
     /// Transactional mode: commits the open transaction (records and the position record
