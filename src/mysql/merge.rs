@@ -14,10 +14,14 @@ use crate::mysql::snapshot::{raw_key, BinlogPos, Chunk, Message, SnapshotProgres
 /// Changed keys of one table, recorded while it has chunks in flight.
 #[derive(Default)]
 struct Recording {
-    /// Registrations not yet closed by their last chunk.
-    open: usize,
-    /// (end of the event, key bytes) of every change read since the first registration.
-    seen: Vec<(BinlogPos, Vec<u8>)>,
+    /// Registrations not yet closed by their last chunk: how many began at each position.
+    open: std::collections::BTreeMap<BinlogPos, usize>,
+    /// (end of the event, key bytes) of every change read since the oldest open
+    /// registration began, in read order. A chunk drops only keys changed after its
+    /// registration began, so what lies at or before the oldest open one is never needed
+    /// again and is let go: the list stays bounded while registrations of a big, busy
+    /// table overlap without pause (parallel ranges).
+    seen: std::collections::VecDeque<(BinlogPos, Vec<u8>)>,
 }
 
 /// The binlog reader's side of the merge: records changed keys of tables with chunks in
@@ -78,7 +82,7 @@ impl Merger {
                         };
                         let mut k = Vec::new();
                         crate::output::key_bytes(&only, &mut k);
-                        seen.push((self.pos, k));
+                        seen.push_back((self.pos, k));
                     }
                 }
             }
@@ -99,7 +103,13 @@ impl Merger {
     pub fn message(&mut self, m: Message) -> bool {
         match m {
             Message::Register { db, table, ack } => {
-                self.recording.entry((db, table)).or_default().open += 1;
+                *self
+                    .recording
+                    .entry((db, table))
+                    .or_default()
+                    .open
+                    .entry(self.pos)
+                    .or_default() += 1;
                 let _ = ack.send(self.pos);
             }
             Message::Plan(p) => {
@@ -107,7 +117,7 @@ impl Merger {
                 self.progress_changed = true;
             }
             Message::Chunk(c) => self.pending.push(c),
-            Message::Release { db, table } => self.close_registration(&(db, table)),
+            Message::Release { db, table, at } => self.close_registration(&(db, table), at),
             Message::RangeDone { table, rows } => {
                 tracing::info!(%table, rows, "snapshot range done");
             }
@@ -168,14 +178,35 @@ impl Merger {
         }
     }
 
-    /// One registration of the table ended; with none left, its recorded keys are dropped.
-    fn close_registration(&mut self, name: &(String, String)) {
-        if let Some(r) = self.recording.get_mut(name) {
-            r.open = r.open.saturating_sub(1);
-            if r.open == 0 {
-                self.recording.remove(name);
+    /// The registration of the table that began at `at` ended: keys recorded at or before
+    /// the oldest one still open are let go; with none left, the recording ends.
+    fn close_registration(&mut self, name: &(String, String), at: BinlogPos) {
+        let Some(r) = self.recording.get_mut(name) else {
+            return;
+        };
+        if let Some(n) = r.open.get_mut(&at) {
+            *n -= 1;
+            if *n == 0 {
+                r.open.remove(&at);
             }
         }
+        match r.open.keys().next() {
+            None => {
+                self.recording.remove(name);
+            }
+            Some(&oldest) => {
+                while r.seen.front().is_some_and(|(p, _)| *p <= oldest) {
+                    r.seen.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Keys recorded for `db.table` (for tests and metrics).
+    pub fn recorded(&self, db: &str, table: &str) -> usize {
+        self.recording
+            .get(&(db.to_string(), table.to_string()))
+            .map_or(0, |r| r.seen.len())
     }
 
     /// Emits every chunk whose view the stream has reached. Call only between transactions.
@@ -287,7 +318,7 @@ impl Merger {
         }
         drop(dropped);
         if chunk.closes {
-            self.close_registration(&name);
+            self.close_registration(&name, chunk.registered_at);
         }
         drop(chunk.permit);
     }
@@ -299,8 +330,8 @@ mod tests {
     use crate::mysql::snapshot::RangeProgress;
     use crate::schema::{Column, KeySource, SqlType, TableSchema};
 
-    fn chunk(emit_at: u64, permits: &Arc<tokio::sync::Semaphore>) -> Chunk {
-        let table = Arc::new(TableSchema {
+    fn table() -> Arc<TableSchema> {
+        Arc::new(TableSchema {
             db: "d".into(),
             table: "t".into(),
             columns: vec![Column {
@@ -315,7 +346,11 @@ mod tests {
             key: vec![0],
             key_source: KeySource::PrimaryKey,
             collation: None,
-        });
+        })
+    }
+
+    fn chunk(emit_at: u64, permits: &Arc<tokio::sync::Semaphore>) -> Chunk {
+        let table = table();
         Chunk {
             range: 0,
             last_key: None,
@@ -331,6 +366,10 @@ mod tests {
                 offset: emit_at,
             },
             closes: true,
+            registered_at: BinlogPos {
+                file_seq: 1,
+                offset: emit_at,
+            },
             read_at_ms: 0,
             permit: permits.clone().try_acquire_owned().expect("a permit"),
         }
@@ -375,5 +414,70 @@ mod tests {
         assert_eq!(out.len(), 1);
         let p = m.take_progress().expect("progress after the chunk");
         assert!(p.complete && p.ranges[0].done, "{p:?}");
+    }
+
+    fn register(m: &mut Merger) -> BinlogPos {
+        let (ack, mut acked) = tokio::sync::oneshot::channel();
+        m.message(Message::Register {
+            db: "d".into(),
+            table: "t".into(),
+            ack,
+        });
+        acked.try_recv().expect("an answer")
+    }
+
+    /// Registrations of a big, busy table overlap without pause (parallel ranges): the keys
+    /// recorded stay bounded by what changed since the oldest open registration, instead of
+    /// growing with every change since the first (issue 15, item 6).
+    #[test]
+    fn recorded_keys_stay_bounded_while_registrations_overlap() {
+        let mut m = Merger::new(BinlogPos {
+            file_seq: 1,
+            offset: 0,
+        });
+        let t = table();
+        let mut open = std::collections::VecDeque::from([register(&mut m), register(&mut m)]);
+        let mut most = 0;
+        for i in 0..10_000u64 {
+            m.pos.offset = i + 1;
+            let c = crate::change::Change {
+                op: crate::change::Op::Update,
+                table: t.clone(),
+                before: Some(vec![crate::change::Value::Int(i as i64)]),
+                after: Some(vec![crate::change::Value::Int(i as i64)]),
+                ts_ms: 0,
+                pos: crate::position::Position {
+                    file: "mysql-bin.000001".into(),
+                    offset: i,
+                    row: 0,
+                    gtid: None,
+                    snapshot: None,
+                },
+                commit: true,
+            };
+            m.record(std::slice::from_ref(&c));
+            // Every 100 changes the oldest registration ends and a new one begins: two are
+            // always open.
+            if i % 100 == 99 {
+                let at = open.pop_front().expect("open");
+                m.message(Message::Release {
+                    db: "d".into(),
+                    table: "t".into(),
+                    at,
+                });
+                open.push_back(register(&mut m));
+            }
+            most = most.max(m.recorded("d", "t"));
+        }
+        // Two images per update, at most ~200 changes since the oldest open registration.
+        assert!(most <= 402, "{most} keys recorded");
+        for at in open {
+            m.message(Message::Release {
+                db: "d".into(),
+                table: "t".into(),
+                at,
+            });
+        }
+        assert_eq!(m.recorded("d", "t"), 0);
     }
 }

@@ -183,6 +183,8 @@ pub struct Chunk {
     pub drop_after: BinlogPos,
     /// The last chunk of its registration (tables without a key send several per view).
     pub closes: bool,
+    /// Where the reader had read to when its registration began (what `Register` answered).
+    pub registered_at: BinlogPos,
     pub read_at_ms: u64,
     /// Released when the reader has emitted the chunk: bounds chunks in memory.
     pub permit: OwnedSemaphorePermit,
@@ -200,10 +202,12 @@ pub enum Message {
         ack: oneshot::Sender<BinlogPos>,
     },
     Chunk(Chunk),
-    /// A registration of `db.table` ends without (more) chunks: its worker failed.
+    /// A registration of `db.table` (begun at `at`) ends without (more) chunks: its worker
+    /// failed.
     Release {
         db: String,
         table: String,
+        at: BinlogPos,
     },
     /// A key range of a table (or a whole table) is complete.
     RangeDone {
@@ -810,7 +814,7 @@ async fn keyed_range(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u6
                     return Ok(total);
                 }
                 Err(e) => {
-                    release(shared, t).await;
+                    release(shared, t, read_to).await;
                     return Err(e);
                 }
             };
@@ -824,6 +828,7 @@ async fn keyed_range(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u6
             emit_at,
             drop_after,
             closes: true,
+            registered_at: read_to,
             read_at_ms: now_ms(),
             permit,
         };
@@ -901,12 +906,13 @@ async fn read_chunk(
 }
 
 /// Tells the merger that a registration will send no (more) chunks, after an error.
-async fn release(shared: &Shared, t: &TableSchema) {
+async fn release(shared: &Shared, t: &TableSchema, at: BinlogPos) {
     let _ = shared
         .tx
         .send(Message::Release {
             db: t.db.clone(),
             table: t.table.clone(),
+            at,
         })
         .await;
 }
@@ -925,7 +931,7 @@ async fn whole_table(conn: &mut Conn, shared: &Shared, task: &Task) -> Result<u6
             Ok(0)
         }
         Err(e) => {
-            release(shared, t).await;
+            release(shared, t, read_to).await;
             Err(e)
         }
         ok => ok,
@@ -957,6 +963,7 @@ async fn gone(
         emit_at: read_to,
         drop_after: read_to,
         closes: true,
+        registered_at: read_to,
         read_at_ms: now_ms(),
         permit,
     };
@@ -1009,6 +1016,7 @@ async fn stream_table(
             emit_at,
             drop_after,
             closes,
+            registered_at: read_to,
             read_at_ms: now_ms(),
             permit,
         };
