@@ -217,10 +217,13 @@ impl Merger {
         if self.fenced() {
             return;
         }
+        // In arrival order: a range's chunks must be emitted in the order its worker read
+        // them, or its progress (`after`, the last key of the chunk emitted last) would go
+        // back, and a restart would read the later chunk's rows twice.
         let mut i = 0;
         while i < self.pending.len() {
             if self.pending[i].emit_at <= self.pos {
-                let chunk = self.pending.swap_remove(i);
+                let chunk = self.pending.remove(i);
                 self.emit(chunk, file, out);
             } else {
                 i += 1;
@@ -479,5 +482,55 @@ mod tests {
             });
         }
         assert_eq!(m.recorded("d", "t"), 0);
+    }
+
+    /// Three chunks ready at once, the first of another range: the second range's chunks
+    /// must be emitted in the order they were read, so that its progress ends at the later
+    /// chunk's last key (a swap_remove emitted the later one first and moved `after` back:
+    /// a restart then read that chunk twice, seen by kafka_transactions.rs as 496 keys read
+    /// twice in committed transactions).
+    #[test]
+    fn chunks_of_a_range_are_emitted_in_read_order() {
+        use mysql_async::Value as My;
+        let permits = Arc::new(tokio::sync::Semaphore::new(8));
+        let mut m = Merger::new(BinlogPos {
+            file_seq: 1,
+            offset: 100,
+        });
+        let range = |n: u64| RangeProgress {
+            db: "d".into(),
+            table: "t".into(),
+            from_incl: None,
+            until: None,
+            after: None,
+            done: false,
+            rows: 0,
+            estimate: n,
+        };
+        m.message(Message::Plan(SnapshotProgress {
+            ranges: vec![range(1), range(2)],
+            complete: false,
+        }));
+        let mut other = chunk(50, &permits);
+        other.range = 0;
+        let mut first = chunk(60, &permits);
+        first.range = 1;
+        first.range_done = false;
+        first.last_key = Some(vec![My::Int(1499)]);
+        let mut second = chunk(70, &permits);
+        second.range = 1;
+        second.range_done = false;
+        second.last_key = Some(vec![My::Int(1999)]);
+        for c in [other, first, second] {
+            m.message(Message::Chunk(c));
+        }
+        let mut out = Vec::new();
+        m.emit_ready(&"mysql-bin.000001".into(), &mut out);
+        let p = m.take_progress().expect("progress");
+        assert_eq!(
+            p.ranges[1].after,
+            Some(vec![crate::mysql::snapshot::RawValue::Int(1999)]),
+            "{p:?}"
+        );
     }
 }
