@@ -117,7 +117,19 @@ impl Merger {
                 self.progress_changed = true;
             }
             Message::Chunk(c) => self.pending.push(c),
-            Message::Release { db, table, at } => self.close_registration(&(db, table), at),
+            Message::Release { db, table, at } => {
+                // Chunks of that registration may still wait (a table without a key sends
+                // several from one view before its worker fails): the last of them closes
+                // it, so that they are emitted with the keys changed since still dropped.
+                let waiting =
+                    self.pending.iter_mut().rev().find(|c| {
+                        c.registered_at == at && c.table.db == db && c.table.table == table
+                    });
+                match waiting {
+                    Some(c) => c.closes = true,
+                    None => self.close_registration(&(db, table), at),
+                }
+            }
             Message::RangeDone { table, rows } => {
                 tracing::info!(%table, rows, "snapshot range done");
             }
@@ -532,5 +544,53 @@ mod tests {
             Some(vec![crate::mysql::snapshot::RawValue::Int(1999)]),
             "{p:?}"
         );
+    }
+
+    /// A table without a key: its worker sent a chunk of its one view, then failed and
+    /// released the registration. The chunk, emitted later, must still drop a key deleted
+    /// after the registration began (the release used to end the recording at once, and the
+    /// deleted row came back without a tombstone: issue 15, item 4).
+    #[test]
+    fn a_released_registration_still_drops_changed_keys_from_its_waiting_chunks() {
+        let permits = Arc::new(tokio::sync::Semaphore::new(8));
+        let mut m = Merger::new(BinlogPos {
+            file_seq: 1,
+            offset: 10,
+        });
+        let at = register(&mut m);
+        let mut c = chunk(50, &permits);
+        c.closes = false;
+        c.range_done = false;
+        c.registered_at = at;
+        c.drop_after = at;
+        m.message(Message::Chunk(c));
+        // Row 1 (the chunk's only row) is deleted at 20.
+        m.pos.offset = 20;
+        let delete = crate::change::Change {
+            op: crate::change::Op::Delete,
+            table: table(),
+            before: Some(vec![crate::change::Value::Int(1)]),
+            after: None,
+            ts_ms: 0,
+            pos: crate::position::Position {
+                file: "mysql-bin.000001".into(),
+                offset: 15,
+                row: 0,
+                gtid: None,
+                snapshot: None,
+            },
+            commit: true,
+        };
+        m.record(std::slice::from_ref(&delete));
+        m.message(Message::Release {
+            db: "d".into(),
+            table: "t".into(),
+            at,
+        });
+        m.pos.offset = 60;
+        let mut out = Vec::new();
+        m.emit_ready(&"mysql-bin.000001".into(), &mut out);
+        assert!(out.is_empty(), "a deleted row came back: {out:?}");
+        assert_eq!(m.recorded("d", "t"), 0, "the registration was closed");
     }
 }
