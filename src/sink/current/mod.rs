@@ -225,6 +225,56 @@ impl Compactor {
         self.publish(job, &cur_dir)
     }
 
+    /// The changelog files (path, length, end offset) of the job's partition that start
+    /// after `x`, of windows whose files are all in place.
+    ///
+    /// A committed window's files are moved into the lake one by one, so a listing can see
+    /// part of one; taken as is, the snapshot would claim that window's end and its other
+    /// files would never be read (issue 15, item 9). A partition's windows move one after
+    /// another, so only the listing's newest window can be partial. Hence: list; look for
+    /// that window's `.ready` directory (its move is still running: leave the window out);
+    /// if there is none, its move had begun before the first listing and has ended, so a
+    /// second listing holds it whole (and anything newer in it is left out).
+    fn whole_windows(&self, job: &Job, x: i64) -> Result<Vec<(String, u64, i64)>> {
+        let storage = &self.storage;
+        let list = || -> Result<Vec<(String, u64, i64, i64)>> {
+            let mut out = Vec::new();
+            for e in storage.list(&job.table_dir)? {
+                let name = e.path.rsplit('/').next().unwrap_or_default();
+                if !name.ends_with(".parquet") {
+                    continue;
+                }
+                if let Some((t, p, start, end)) = parse_name(name) {
+                    if t == job.topic && p == job.partition && start > x {
+                        out.push((e.path.clone(), e.len, start, end));
+                    }
+                }
+            }
+            Ok(out)
+        };
+        let first = list()?;
+        let Some(newest) = first.iter().map(|f| f.2).max() else {
+            return Ok(Vec::new());
+        };
+        let ready = format!(
+            "{}.ready",
+            super::window::window_dir(&job.topic, job.partition, newest)
+        );
+        let moving = storage
+            .list_dirs(super::window::TMP)?
+            .iter()
+            .any(|d| format!("{}/{d}", super::window::TMP) == ready);
+        let files = if moving {
+            first.into_iter().filter(|f| f.2 < newest).collect()
+        } else {
+            list()?
+                .into_iter()
+                .filter(|f| f.2 <= newest)
+                .collect::<Vec<_>>()
+        };
+        Ok(files.into_iter().map(|(p, l, _, e)| (p, l, e)).collect())
+    }
+
     /// Merges into a temporary file and claims the partition's place in the snapshot.
     fn compact(&self, job: &Job, snaps: &[Snapshot], claim: &str) -> Result<()> {
         let storage = &self.storage;
@@ -243,20 +293,9 @@ impl Compactor {
             .into_iter()
             .collect();
         let mut upto = x;
-        for e in storage.list(&job.table_dir)? {
-            let name = e.path.rsplit('/').next().unwrap_or_default();
-            if !name.ends_with(".parquet") {
-                continue;
-            }
-            if let Some((t, p, start, end)) = parse_name(name) {
-                if t == job.topic && p == job.partition && start > x {
-                    upto = upto.max(end);
-                    inputs.push(Input {
-                        path: e.path.clone(),
-                        len: e.len,
-                    });
-                }
-            }
+        for (path, len, end) in self.whole_windows(job, x)? {
+            upto = upto.max(end);
+            inputs.push(Input { path, len });
         }
         let tmp = format!(
             "{TMP}/{}+{}+{}.parquet.tmp",
@@ -619,6 +658,54 @@ mod tests {
             hive_db: "app".into(),
             hive_name: "t".into(),
         }
+    }
+
+    /// A window whose files are being moved into the lake (its `.ready` directory still
+    /// holds one) is left out whole, not read in part (issue 15, item 9); once moved, it is
+    /// read whole.
+    #[test]
+    fn a_window_still_being_moved_is_left_out_whole() {
+        let (dir, s) = local("moving");
+        let raw = |p: &str| {
+            let mut f = s.create(p).expect("create");
+            f.write(b"x").expect("write");
+            f.finish().expect("finish");
+        };
+        let name =
+            |start, end| super::super::window::file_name("cdc.app.t", 0, start, end, "parquet");
+        raw(&format!("app/t/region=eu/{}", name(0, 9)));
+        raw(&format!("app/t/region=us/{}", name(0, 9)));
+        raw(&format!("app/t/region=eu/{}", name(10, 19)));
+        let ready = format!(
+            "{}.ready",
+            super::super::window::window_dir("cdc.app.t", 0, 10)
+        );
+        raw(&format!("{ready}/app/t/region=us/{}", name(10, 19)));
+        let c = Compactor {
+            storage: s.clone(),
+            hive: None,
+            keep: 2,
+            compression: SinkCompression::Snappy,
+        };
+        let ends = |c: &Compactor| -> Vec<i64> {
+            let mut e: Vec<i64> = c
+                .whole_windows(&job("20240101T000100Z", 0), -1)
+                .expect("list")
+                .into_iter()
+                .map(|f| f.2)
+                .collect();
+            e.sort();
+            e
+        };
+        assert_eq!(ends(&c), [9, 9], "the window being moved is left out");
+        s.rename(
+            &format!("{ready}/app/t/region=us/{}", name(10, 19)),
+            &format!("app/t/region=us/{}", name(10, 19)),
+        )
+        .expect("move");
+        s.delete(&ready).expect("delete");
+        assert_eq!(ends(&c), [9, 9, 19, 19]);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
