@@ -400,15 +400,7 @@ impl Sink {
             self.commit(&tp)?;
         }
         self.table(topic, key_id, value_id)?;
-        if self.pending.iter().any(|(t, ..)| t == topic) {
-            let (mine, rest) = std::mem::take(&mut self.pending)
-                .into_iter()
-                .partition(|(t, ..)| t == topic);
-            self.pending = rest;
-            for (t, dir, part) in mine {
-                self.register(&t, &dir, &part, None)?;
-            }
-        }
+        self.register_pending(topic)?;
         let Some(table) = self.tables.get(topic) else {
             return Ok(());
         };
@@ -552,6 +544,45 @@ impl Sink {
         )
     }
 
+    /// Registers the Hive partitions recovery found for `topic` (its table is set up).
+    fn register_pending(&mut self, topic: &str) -> Result<()> {
+        if self.pending.iter().any(|(t, ..)| t == topic) {
+            let (mine, rest) = std::mem::take(&mut self.pending)
+                .into_iter()
+                .partition(|(t, ..)| t == topic);
+            self.pending = rest;
+            for (t, dir, part) in mine {
+                self.register(&t, &dir, &part, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers the partitions recovery found, now: for a table no record has set up yet,
+    /// its layout comes from the registry's latest schemas (its next change may never
+    /// come).
+    fn register_pending_now(&mut self) -> Result<()> {
+        if self.hive.is_none() {
+            self.pending.clear();
+            return Ok(());
+        }
+        let topics: std::collections::BTreeSet<String> =
+            self.pending.iter().map(|(t, ..)| t.clone()).collect();
+        for topic in topics {
+            if self.tables.contains_key(&topic) {
+                self.register_pending(&topic)?;
+                continue;
+            }
+            let key = self.schemas.latest(&format!("{topic}-key"))?;
+            let value = self.schemas.latest(&format!("{topic}-value"))?;
+            if let (Some(k), Some(v)) = (key, value) {
+                self.table(&topic, k, v)?;
+                self.register_pending(&topic)?;
+            }
+        }
+        Ok(())
+    }
+
     fn events(&mut self, ctx: &SinkContext) -> Result<()> {
         let events = match ctx.events.lock() {
             Ok(mut v) => std::mem::take(&mut *v),
@@ -571,7 +602,7 @@ impl Sink {
                     self.windows.remove(&tp);
                     self.filter.set_mark(&tp.0, tp.1, resume.mark);
                     self.owned.insert(tp.clone(), resume.next.unwrap_or(0));
-                    for f in resume.rolled_forward {
+                    for f in resume.to_register {
                         // `{db}/{table}/{partition path}/{file}`: register the partition.
                         let mut segs: Vec<&str> = f.split('/').collect();
                         if segs.len() > 3 {
@@ -584,6 +615,9 @@ impl Sink {
                 }
                 Event::Failed(e) => return Err(e),
             }
+        }
+        if !self.pending.is_empty() {
+            self.register_pending_now()?;
         }
         Ok(())
     }

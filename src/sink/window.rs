@@ -52,9 +52,28 @@ pub fn parse_name(name: &str) -> Option<(&str, i32, i64, i64)> {
     Some((topic, partition, start, end))
 }
 
-/// The window directory name of a topic-partition window.
+/// This process's mark in the names of its window directories, so that no two sinks ever
+/// write into one directory (a stalled former owner and the new one start their windows at
+/// the same offset).
+fn owner() -> &'static str {
+    static OWNER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OWNER.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        format!("{:x}{:x}", std::process::id(), nanos & 0xffff_ffff)
+    })
+}
+
+/// The window directory of a topic-partition window opened by this process.
 pub fn window_dir(topic: &str, partition: i32, start: i64) -> String {
-    format!("{TMP}/{topic}+{partition}+{start:020}")
+    format!("{TMP}/{topic}+{partition}+{start:020}+{}", owner())
+}
+
+/// Whether `name` (an entry of `_tmp`) is the `.ready` directory of the window of
+/// `topic`/`partition` starting at `start`, whoever opened it.
+pub fn is_ready_of(name: &str, topic: &str, partition: i32, start: i64) -> bool {
+    name.ends_with(".ready") && name.starts_with(&format!("{topic}+{partition}+{start:020}+"))
 }
 
 /// One file of an open window.
@@ -131,9 +150,14 @@ impl Window {
                 let batch = f.rows.take_batch()?;
                 f.file.write(&batch)?;
             }
-            let bytes = f.file.finish(storage, last_pos)?;
+            let bytes = f
+                .file
+                .finish(storage, last_pos)
+                .map_err(|e| taken_over(storage, &dir, e))?;
             let rel = format!("{table_dir}/{}/{name}", f.part_path);
-            storage.rename(&f.tmp, &format!("{dir}/{rel}"))?;
+            storage
+                .rename(&f.tmp, &format!("{dir}/{rel}"))
+                .map_err(|e| taken_over(storage, &dir, e))?;
             placed.push(Placed {
                 part_path: f.part_path,
                 part_values: f.part_values,
@@ -145,13 +169,31 @@ impl Window {
             return Ok(placed);
         }
         let ready = format!("{dir}.ready");
-        storage.rename(&dir, &ready)?;
+        storage
+            .rename(&dir, &ready)
+            .map_err(|e| taken_over(storage, &dir, e))?;
         move_ready(storage, &ready)?;
         Ok(placed)
     }
 }
 
-/// Moves every file of a `.ready` window directory into the lake, then removes it.
+/// `e`, explained, when the window's directory is gone: another sink took the partition
+/// over while this one stalled, and fenced the directory off (see `recover`).
+fn taken_over(storage: &dyn Storage, dir: &str, e: Error) -> Error {
+    match storage.exists(dir) {
+        Ok(false) => Error::Storage {
+            context: format!("committing the window in {dir}"),
+            detail: "another sink took this partition over while this one was stalled (past \
+                     the group's session timeout) and fenced the window off; nothing of it \
+                     was committed. Restart this sink: it rejoins the group"
+                .into(),
+        },
+        _ => e,
+    }
+}
+
+/// Moves every file of a `.ready` window directory into the lake, then removes it. Another
+/// sink may be rolling the same directory forward: a file it moved first is not an error.
 fn move_ready(storage: &dyn Storage, ready: &str) -> Result<Vec<String>> {
     let mut moved = Vec::new();
     for e in storage.list(ready)? {
@@ -159,7 +201,11 @@ fn move_ready(storage: &dyn Storage, ready: &str) -> Result<Vec<String>> {
             continue;
         };
         if !storage.exists(rel)? {
-            storage.rename(&e.path, rel)?;
+            if let Err(err) = storage.rename(&e.path, rel) {
+                if !storage.exists(rel)? {
+                    return Err(err);
+                }
+            }
         }
         moved.push(rel.to_string());
     }
@@ -174,9 +220,11 @@ pub struct Resume {
     pub next: Option<i64>,
     /// The position filter's mark from the last file.
     pub mark: Option<[u8; POS_LEN]>,
-    /// Files a crash had left in a `.ready` directory and that were moved now
-    /// (their Hive partitions may be missing).
-    pub rolled_forward: Vec<String>,
+    /// Files whose Hive partitions may be missing: those a crash had left in a `.ready`
+    /// directory and that were moved now, and those of the partition's last window (a
+    /// crash after its files were moved and before every partition was registered leaves
+    /// nothing else behind). Registering is idempotent.
+    pub to_register: Vec<String>,
 }
 
 /// Finishes an interrupted commit of `topic`/`partition` and finds where to resume.
@@ -195,18 +243,50 @@ pub fn recover(
         let path = format!("{TMP}/{d}");
         if d.ends_with(".ready") {
             tracing::info!(dir = %path, "finishing a window commit a stop interrupted");
-            out.rolled_forward.extend(move_ready(storage, &path)?);
-        } else {
-            tracing::info!(dir = %path, "removing an unfinished window");
+            out.to_register.extend(move_ready(storage, &path)?);
+        } else if d.ends_with(".dead") {
             storage.delete(&path)?;
+        } else {
+            // The fence: a rename, so that exactly one of this sink and the window's
+            // owner (stalled, perhaps about to commit) wins. Renamed away here, the owner's
+            // commit finds its directory gone; renamed to `.ready` there first, it is
+            // rolled forward here.
+            let dead = format!("{path}.dead");
+            match storage.rename(&path, &dead) {
+                Ok(()) => {
+                    tracing::info!(dir = %path, "removing an unfinished window");
+                    storage.delete(&dead)?;
+                }
+                Err(e) => {
+                    let ready = format!("{path}.ready");
+                    if storage.exists(&ready)? {
+                        tracing::info!(dir = %ready, "its owner committed the window meanwhile: finishing it");
+                        out.to_register.extend(move_ready(storage, &ready)?);
+                    } else if storage.exists(&path)? {
+                        return Err(e);
+                    }
+                }
+            }
         }
     }
     let mut last: Option<(i64, String, u64)> = None;
+    // (end offset, path) of this partition's files.
+    let mut files = Vec::new();
     for e in storage.list(table_dir)? {
         let name = e.path.rsplit('/').next().unwrap_or_default();
         if let Some((t, p, _, end)) = parse_name(name) {
-            if t == topic && p == partition && last.as_ref().is_none_or(|(l, ..)| end > *l) {
-                last = Some((end, e.path.clone(), e.len));
+            if t == topic && p == partition {
+                files.push((end, e.path.clone()));
+                if last.as_ref().is_none_or(|(l, ..)| end > *l) {
+                    last = Some((end, e.path.clone(), e.len));
+                }
+            }
+        }
+    }
+    if let Some((end, ..)) = &last {
+        for (e, p) in files {
+            if e == *end && !out.to_register.contains(&p) {
+                out.to_register.push(p);
             }
         }
     }
