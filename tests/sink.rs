@@ -151,6 +151,89 @@ fn kill_9_of_the_sink_leaves_no_partial_file_and_no_missing_or_doubled_offset() 
     assert_eq!(sigterm(&mut run), Some(0));
 }
 
+/// A sink stalled (SIGSTOP) past its session timeout while its windows are open: another
+/// sink of the group takes its partitions over and writes on. When the stalled one wakes it
+/// must not commit what it held (a zombie): the lake keeps every offset once, and a sink
+/// started afterwards recovers without an error.
+#[test]
+fn a_stalled_sink_that_wakes_after_a_takeover_commits_nothing() {
+    let stack = Stack::start(false, "", "");
+    schema(&stack);
+    initial_rows(&stack, 300);
+    let mut run = stack.spawn_run(0);
+    let lake = stack.lake_dir("lake");
+    let cfg = sink_config(&lake, "parquet", "zombie", "flush_size = 40")
+        + "[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\
+           \"heartbeat.interval.ms\" = \"1000\"\n";
+    let mut rng = Rng(0x20b1e);
+    let mut sinks = vec![stack.spawn_sink(0, &cfg)];
+    for trial in 0..3 {
+        let stalled = trial;
+        let start = std::time::Instant::now();
+        while !stack.sink_log(stalled).contains("partition assigned") {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no partitions assigned: {}",
+                stack.sink_log(stalled)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        workload(&stack, &mut rng, 40, 300);
+        let pid = sinks[stalled].id().to_string();
+        let signal = |s: &str| {
+            let _ = std::process::Command::new("kill").args([s, &pid]).status();
+        };
+        signal("-STOP");
+        // Its windows stay open in _tmp; the next sink takes over once the session expires.
+        sinks.push(stack.spawn_sink(stalled + 1, &cfg));
+        let start = std::time::Instant::now();
+        while !stack.sink_log(stalled + 1).contains("window committed") {
+            workload(&stack, &mut rng, 10, 300);
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "the next sink did not take over: {}",
+                stack.sink_log(stalled + 1)
+            );
+        }
+        workload(&stack, &mut rng, 40, 300);
+        signal("-CONT");
+        std::thread::sleep(Duration::from_secs(4));
+        // Whether it exited or rejoined, it goes now.
+        kill9(&mut sinks[stalled]);
+        println!("trial {trial}: the stalled sink woke; its log ends:\n{}", {
+            let log = stack.sink_log(stalled);
+            log.lines().rev().take(3).collect::<Vec<_>>().join("\n")
+        });
+    }
+    workload(&stack, &mut rng, 40, 300);
+    let read = || stack.read_lake(&lake, "parquet");
+    stack.wait_converged(&TABLES, Duration::from_secs(120));
+    stack.wait_converged_with(&TABLES, Duration::from_secs(120), "lake", read);
+    assert_offsets_match(&stack, &read());
+    let last = sinks.len() - 1;
+    assert_eq!(
+        sigterm(&mut sinks[last]),
+        Some(0),
+        "{}",
+        stack.sink_log(last)
+    );
+    // A new sink recovers the lake the zombies left.
+    let mut again = stack.spawn_sink(last + 1, &cfg);
+    let start = std::time::Instant::now();
+    while !stack.sink_log(last + 1).contains("partition assigned") {
+        assert!(
+            again.try_wait().ok().flatten().is_none(),
+            "{}",
+            stack.sink_log(last + 1)
+        );
+        assert!(start.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_offsets_match(&stack, &read());
+    assert_eq!(sigterm(&mut again), Some(0));
+    assert_eq!(sigterm(&mut run), Some(0));
+}
+
 #[test]
 fn two_sinks_in_one_group_split_the_partitions_and_write_the_same_lake() {
     let stack = Stack::start(false, "", "");

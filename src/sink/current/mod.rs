@@ -256,14 +256,10 @@ impl Compactor {
         let Some(newest) = first.iter().map(|f| f.2).max() else {
             return Ok(Vec::new());
         };
-        let ready = format!(
-            "{}.ready",
-            super::window::window_dir(&job.topic, job.partition, newest)
-        );
         let moving = storage
             .list_dirs(super::window::TMP)?
             .iter()
-            .any(|d| format!("{}/{d}", super::window::TMP) == ready);
+            .any(|d| super::window::is_ready_of(d, &job.topic, job.partition, newest));
         let files = if moving {
             first.into_iter().filter(|f| f.2 < newest).collect()
         } else {
