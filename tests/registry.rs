@@ -572,3 +572,113 @@ fn basic_auth_guards_every_endpoint() {
     });
     reg.stop();
 }
+
+/// Records that lost a race (here written as another registry that died would have left
+/// them: the same subject and version with another id, and a new key reusing a taken id)
+/// must not take effect when compaction removes the winners' older records: the registry
+/// writes the record in force again (or a tombstone), and after compaction a fresh
+/// registry still gives every id and version its first meaning.
+#[test]
+fn records_that_lost_a_race_never_change_an_id_after_compaction() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let broker = Broker::start_compacting();
+    // The schemas topic with segments that roll and a cleaner that runs at once.
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .create()
+        .expect("admin");
+    let topic = NewTopic::new("_schemas", 1, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact")
+        .set("segment.ms", "200")
+        .set("min.cleanable.dirty.ratio", "0.01")
+        .set("delete.retention.ms", "100");
+    rt().block_on(admin.create_topics([&topic], &AdminOptions::new()))
+        .expect("create _schemas");
+    let reg = Registry::start(&broker, "");
+    let url = reg.url();
+    let x = record_schema("X", &[("a", "int")]);
+    let y = record_schema("Y", &[("b", "string")]);
+    let (id, meant) = rt().block_on(async {
+        let http = Http::new();
+        let (st, body) = http
+            .post(
+                &format!("{url}/subjects/s-value/versions"),
+                json!({"schema": x}),
+            )
+            .await;
+        assert_eq!(st, 200, "{body}");
+        let id = body["id"].as_u64().expect("id");
+        let (_, meant) = http.get(&format!("{url}/schemas/ids/{id}")).await;
+        (id, meant)
+    });
+    // The losers.
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .create()
+        .expect("producer");
+    let key = |s: &str| format!(r#"{{"keytype":"SCHEMA","subject":"{s}","version":1,"magic":1}}"#);
+    let value = |s: &str, id: u64| {
+        json!({"subject": s, "version": 1, "id": id, "schema": y, "deleted": false}).to_string()
+    };
+    for (k, v) in [
+        (key("s-value"), value("s-value", id + 1)),
+        (key("t-value"), value("t-value", id)),
+    ] {
+        producer
+            .send(BaseRecord::to("_schemas").partition(0).key(&k).payload(&v))
+            .expect("send");
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+    // Later writes roll the segment so that the cleaner can compact the losers' segment.
+    let start = Instant::now();
+    let mut n = 0;
+    loop {
+        n += 1;
+        std::thread::sleep(Duration::from_millis(500));
+        rt().block_on(async {
+            let (st, body) = Http::new()
+                .post(
+                    &format!("{url}/subjects/filler-{n}/versions"),
+                    json!({"schema": record_schema("F", &[("f", "int")])}),
+                )
+                .await;
+            assert_eq!(st, 200, "{body}");
+        });
+        let records = read_topic(&broker.bootstrap(), "_schemas");
+        let losers = records
+            .iter()
+            .filter(|(_, v)| v.as_ref().is_some_and(|v| v["schema"] == json!(y)))
+            .count();
+        if losers == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "the losers were not compacted away: {records:?}\n{}",
+            reg.log_text()
+        );
+    }
+    reg.stop();
+    let reg = Registry::start(&broker, "");
+    let url = reg.url();
+    rt().block_on(async {
+        let http = Http::new();
+        let (st, v1) = http
+            .get(&format!("{url}/subjects/s-value/versions/1"))
+            .await;
+        assert_eq!(st, 200, "{v1}");
+        assert_eq!(v1["id"].as_u64(), Some(id), "{v1}");
+        let (st, by_id) = http.get(&format!("{url}/schemas/ids/{id}")).await;
+        assert_eq!(st, 200);
+        assert_eq!(by_id, meant, "id {id} changed meaning");
+        let (_, subjects) = http.get(&format!("{url}/subjects")).await;
+        assert!(
+            !subjects
+                .as_array()
+                .expect("subjects")
+                .contains(&json!("t-value")),
+            "{subjects}"
+        );
+    });
+}

@@ -84,6 +84,10 @@ pub struct State {
     max_id: u32,
     global: Option<Level>,
     subject_levels: BTreeMap<String, Level>,
+    /// Schema keys (subject, version) whose last record in the log lost a conflict: until a
+    /// record that is in force follows it, compaction (which keeps a key's last record)
+    /// would keep the loser and change what a version or an id means. See [`State::repairs`].
+    lost_last: BTreeSet<(String, u32)>,
 }
 
 impl State {
@@ -94,17 +98,30 @@ impl State {
             Err(e) => return Outcome::Ignored(format!("unreadable key: {e}")),
         };
         match key {
-            Key::Schema { subject, version } => match value {
-                Some(v) => match serde_json::from_slice::<SchemaValue>(v) {
-                    Ok(v) if v.subject == subject && v.version == version => self.put_schema(v),
-                    Ok(_) => Outcome::Ignored("value's subject/version differ from key's".into()),
-                    Err(e) => Outcome::Ignored(format!("unreadable schema value: {e}")),
-                },
-                None => {
-                    self.remove_version(&subject, version);
-                    Outcome::Applied
+            Key::Schema { subject, version } => {
+                let outcome = match value {
+                    Some(v) => match serde_json::from_slice::<SchemaValue>(v) {
+                        Ok(v) if v.subject == subject && v.version == version => self.put_schema(v),
+                        Ok(_) => {
+                            Outcome::Ignored("value's subject/version differ from key's".into())
+                        }
+                        Err(e) => Outcome::Ignored(format!("unreadable schema value: {e}")),
+                    },
+                    None => {
+                        self.remove_version(&subject, version);
+                        Outcome::Applied
+                    }
+                };
+                match outcome {
+                    Outcome::Applied => {
+                        self.lost_last.remove(&(subject, version));
+                    }
+                    Outcome::Ignored(_) => {
+                        self.lost_last.insert((subject, version));
+                    }
                 }
-            },
+                outcome
+            }
             Key::Config { subject } => {
                 let level = match value {
                     None => None,
@@ -222,6 +239,17 @@ impl State {
                 }
             }
         }
+    }
+
+    /// The records that make compaction keep what is in force, for every schema key whose
+    /// last record lost a conflict (a registry that raced for it and died before writing the
+    /// winner again, or a foreign record): the record in force for that key, or a tombstone
+    /// when none is. Any registry writes them once caught up; applied, they clear the list.
+    pub fn repairs(&self) -> Vec<(String, u32, Option<SchemaValue>)> {
+        self.lost_last
+            .iter()
+            .map(|(s, v)| (s.clone(), *v, self.record(s, *v)))
+            .collect()
     }
 
     /// Subjects with a live version (or any version, with `deleted`).

@@ -102,6 +102,16 @@ impl Store {
         tokio::spawn(async move { reader.consume(tx).await });
         let started = std::time::Instant::now();
         store.catch_up().await?;
+        store.repair().await?;
+        let repairer = store.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                if let Err(e) = repairer.repair().await {
+                    tracing::warn!(error = %e, "repairing the schemas topic");
+                }
+            }
+        });
         tracing::info!(
             topic = %store.inner.topic,
             subjects = store.read(|s| s.subjects(true).len()),
@@ -199,6 +209,30 @@ impl Store {
             .await
             .map_err(|(e, _)| RegistryError::Store(format!("writing to the schemas topic: {e}")))?;
         Ok(d.offset)
+    }
+
+    /// Writes what compaction needs to keep the records in force (see [`State::repairs`]):
+    /// after a record that lost a conflict, the winner again, or a tombstone for a key no
+    /// record holds. Only once caught up, so that a repair already in the log is seen first.
+    async fn repair(&self) -> Result<(), RegistryError> {
+        if self.read(|s| s.repairs().is_empty()) {
+            return Ok(());
+        }
+        let _serial = self.inner.writes.lock().await;
+        self.catch_up().await?;
+        for (subject, version, record) in self.read(State::repairs) {
+            let key = schema_key(&subject, version);
+            let value = record.as_ref().map(SchemaValue::to_bytes);
+            let offset = self.produce(&key, value.as_deref()).await?;
+            tracing::info!(
+                %subject,
+                version,
+                offset,
+                winner = record.as_ref().map(|r| r.id),
+                "wrote the record in force again after one that lost a conflict, so that compaction keeps it"
+            );
+        }
+        Ok(())
     }
 
     /// Registers a schema under a subject; returns its id (and version).
