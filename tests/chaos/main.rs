@@ -1,6 +1,7 @@
 //! The chaos harness: a randomized workload against several tables while `binlake run`,
-//! `binlake sink`, the broker and MariaDB are killed with SIGKILL and restarted at random
-//! moments, and binlogs are rotated and purged (only what `run` has committed). At the end
+//! `binlake sink`, the broker and MariaDB are killed with SIGKILL (`run` and `sink` also
+//! stopped with SIGTERM, as a supervisor does) and restarted at random moments, and binlogs
+//! are rotated and purged (only what `run` has committed). At the end
 //! three views must equal the source, row by row: the topics (read by Python
 //! confluent-kafka), the tables rebuilt from the topics (`binlake rebuild --create`), and
 //! the lake's latest state per key (DuckDB); and no `binlake.pos` may be in the lake twice.
@@ -111,6 +112,21 @@ fn ddl(step: u64) -> Option<&'static str> {
 fn kill9(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// SIGTERM, as a supervisor stops a process: it must flush, commit and exit 0 (within a
+/// minute). Returns its exit code (`None`: killed by a signal or too slow, then SIGKILLed).
+fn term(child: &mut Child) -> Option<i32> {
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if let Ok(Some(s)) = child.try_wait() {
+            return s.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill9(child);
+    None
 }
 
 fn mysqld_pid(dir: &Path) -> Option<i32> {
@@ -246,10 +262,18 @@ fn chaos() {
 
         // The faults, in a seeded order.
         let mut rng = Rng(seed);
-        let mut plan: Vec<&str> = ["run", "sink", "broker", "mariadb", "binlog"]
-            .iter()
-            .flat_map(|c| std::iter::repeat_n(*c, trials))
-            .collect();
+        let mut plan: Vec<&str> = [
+            "run",
+            "run-term",
+            "sink",
+            "sink-term",
+            "broker",
+            "mariadb",
+            "binlog",
+        ]
+        .iter()
+        .flat_map(|c| std::iter::repeat_n(*c, trials))
+        .collect();
         for i in (1..plan.len()).rev() {
             plan.swap(i, rng.below(i as u64 + 1) as usize);
         }
@@ -263,6 +287,26 @@ fn chaos() {
                 }
                 "sink" => {
                     kill9(&mut h.sink);
+                    h.restart_sink();
+                }
+                "run-term" => {
+                    let code = term(&mut h.run);
+                    if code != Some(0) {
+                        let log = h.stack.run_log(h.runs);
+                        let tail: Vec<&str> = log.lines().rev().take(3).collect();
+                        h.unplanned
+                            .push(format!("run-{} stopped with {code:?}: {tail:?}", h.runs));
+                    }
+                    h.restart_run();
+                }
+                "sink-term" => {
+                    let code = term(&mut h.sink);
+                    if code != Some(0) {
+                        let log = h.stack.sink_log(h.sinks);
+                        let tail: Vec<&str> = log.lines().rev().take(3).collect();
+                        h.unplanned
+                            .push(format!("sink-{} stopped with {code:?}: {tail:?}", h.sinks));
+                    }
                     h.restart_sink();
                 }
                 "broker" => h.stack.broker.kill9_restart(),
