@@ -1,7 +1,8 @@
 //! The chaos harness: a randomized workload against several tables while `binlake run`,
 //! `binlake sink`, the broker and MariaDB are killed with SIGKILL (`run` and `sink` also
-//! stopped with SIGTERM, as a supervisor does) and restarted at random moments, and binlogs
-//! are rotated and purged (only what `run` has committed). At the end
+//! stopped with SIGTERM, as a supervisor does) and restarted at random moments, the network
+//! to MariaDB and to the registry is cut, stalled or blackholed (a proxy of the tests' own),
+//! and binlogs are rotated and purged (only what `run` has committed). At the end
 //! three views must equal the source, row by row: the topics (read by Python
 //! confluent-kafka), the tables rebuilt from the topics (`binlake rebuild --create`), and
 //! the lake's latest state per key (DuckDB); and no `binlake.pos` may be in the lake twice.
@@ -20,6 +21,7 @@ use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use support::proxy::{Mode, Proxy};
 use support::stack::Stack;
 use support::workload::{all_types_row, initial_rows, schema, Rng};
 
@@ -211,6 +213,30 @@ fn chaos() {
     let started = Instant::now();
 
     let stack = Stack::start(false, "", "[snapshot]\nchunk_size = 50\n");
+    // binlake reaches MariaDB and the registry through proxies that fail like networks do;
+    // the tests' own readers and writers go direct.
+    let mysql_net = Proxy::start(stack.db.port);
+    let registry_url = stack.registry_url();
+    let registry_port: u16 = registry_url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .expect("registry port");
+    let registry_net = Proxy::start(registry_port);
+    let text = std::fs::read_to_string(&stack.config).expect("config");
+    std::fs::write(
+        &stack.config,
+        text.replacen(
+            &format!("port = {}\n", stack.db.port),
+            &format!("port = {}\n", mysql_net.port),
+            1,
+        )
+        .replace(
+            &format!("url = \"{registry_url}\""),
+            &format!("url = \"http://127.0.0.1:{}\"", registry_net.port),
+        ),
+    )
+    .expect("config");
     schema(&stack);
     stack
         .db
@@ -270,6 +296,8 @@ fn chaos() {
             "broker",
             "mariadb",
             "binlog",
+            "mysql-net",
+            "registry-net",
         ]
         .iter()
         .flat_map(|c| std::iter::repeat_n(*c, trials))
@@ -310,6 +338,29 @@ fn chaos() {
                     h.restart_sink();
                 }
                 "broker" => h.stack.broker.kill9_restart(),
+                "mysql-net" | "registry-net" => {
+                    let net = if what == "mysql-net" {
+                        &mysql_net
+                    } else {
+                        &registry_net
+                    };
+                    // Cut every connection; or stall them (shorter than the timeouts); or
+                    // blackhole for longer than the connect timeout (10 s).
+                    match rng.below(3) {
+                        0 => net.cut(),
+                        1 => {
+                            net.set(Mode::Stall);
+                            std::thread::sleep(Duration::from_millis(1000 + rng.below(4000)));
+                            net.set(Mode::Pass);
+                        }
+                        _ => {
+                            net.set(Mode::Blackhole);
+                            net.cut();
+                            std::thread::sleep(Duration::from_millis(12_000 + rng.below(6000)));
+                            net.set(Mode::Pass);
+                        }
+                    }
+                }
                 "mariadb" => {
                     if let Some(pid) = mysqld_pid(&h.stack.db.dir) {
                         let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();

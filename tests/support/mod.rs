@@ -9,6 +9,7 @@ pub mod certs;
 pub mod cli;
 pub mod hadoop;
 pub mod mariadb;
+pub mod proxy;
 pub mod stack;
 pub mod tls;
 pub mod workload;
