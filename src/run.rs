@@ -12,8 +12,12 @@
 //! time; consumers drop them with [`PositionFilter`](crate::kafka::dedup::PositionFilter).
 //! A restarted run reads the last `binlake.pos` of every table topic first and emits no
 //! snapshot row at or before it (`Merger::fence`), which keeps positions growing in every
-//! partition. Invariants: records leave in binlog order; nothing of a table is written past
-//! a DDL whose schema the registry refuses.
+//! partition. That fence is part of the committed state, committed before the first record
+//! and never lowered (a replay killed below it leaves lower positions at the partitions'
+//! ends). The first commit also precedes the first record: it holds the start position and
+//! that a snapshot is due, so no kill or stop at any moment makes a restart skip either.
+//! Invariants: records leave in binlog order; nothing of a table is written past a DDL
+//! whose schema the registry refuses.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
