@@ -15,6 +15,8 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+/// How long a request is retried while the registry does not answer (or answers 5xx).
+const RETRY: Duration = Duration::from_secs(60);
 
 pub struct RegistryClient {
     http: reqwest::Client,
@@ -92,7 +94,25 @@ impl RegistryClient {
         if let Some(b) = body {
             req = req.header("Content-Type", CONTENT_TYPE).body(b.to_string());
         }
-        let resp = req.send().await.map_err(|e| {
+        // A registry that is restarting, or a connection cut on the way, is retried with
+        // backoff for up to RETRY (the chaos soak saw run and sink stop on one cut request);
+        // a refused certificate is not retried: waiting cannot fix it.
+        let started = std::time::Instant::now();
+        let mut wait = Duration::from_millis(250);
+        let resp = loop {
+            let attempt = req.try_clone().ok_or_else(|| {
+                Error::Registry(format!("{shown}: internal: the request cannot be repeated"))
+            })?;
+            let e = match attempt.send().await {
+                Ok(r) if r.status().is_server_error() && started.elapsed() < RETRY => {
+                    tracing::warn!(url = %shown, status = r.status().as_u16(), "the schema registry answered with a server error; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(8));
+                    continue;
+                }
+                Ok(r) => break r,
+                Err(e) => e,
+            };
             // reqwest's message alone says "error sending request"; the cause (refused
             // connection, unknown certificate issuer, ...) is in the source chain.
             let mut why = e.to_string();
@@ -102,11 +122,18 @@ impl RegistryClient {
                 why.push_str(&c.to_string());
                 cause = c.source();
             }
-            Error::Registry(format!(
+            let certificate = why.to_ascii_lowercase().contains("certificate");
+            if !certificate && started.elapsed() < RETRY {
+                tracing::warn!(url = %shown, error = %why, retry_in_ms = wait.as_millis() as u64, "the schema registry did not answer; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(8));
+                continue;
+            }
+            return Err(Error::Registry(format!(
                 "{shown}: {why} (is the registry at registry.url running? for https, is \
                  registry.ca_file the CA that signed its certificate?)"
-            ))
-        })?;
+            )));
+        };
         let status = resp.status().as_u16();
         let text = resp
             .text()
