@@ -399,6 +399,39 @@ fn binlake_snapshot_repairs_a_table_changed_outside_the_binlog() {
     assert_eq!(sigterm(&mut run), Some(0));
 }
 
+/// The registry away for a few seconds while `run` needs it (a DDL's new schema): `run`
+/// waits for it (retrying with backoff) instead of stopping, and nothing is lost.
+#[test]
+fn a_registry_away_for_a_few_seconds_is_waited_for() {
+    let mut stack = Stack::start(false, "", "");
+    stack.db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v INT);
+         INSERT INTO app.t VALUES (1, 1);",
+    );
+    let mut run = stack.spawn_run(0);
+    stack.wait_converged(&["app.t"], Duration::from_secs(60));
+    stack.stop_registry();
+    stack
+        .db
+        .sql("ALTER TABLE app.t ADD COLUMN w INT; INSERT INTO app.t VALUES (2, 2, 2);");
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        run.try_wait().ok().flatten().is_none(),
+        "run stopped while the registry was away:\n{}",
+        stack.run_log(0)
+    );
+    stack.start_registry();
+    stack.wait_converged(&["app.t"], Duration::from_secs(120));
+    assert!(
+        stack
+            .run_log(0)
+            .contains("the schema registry did not answer; retrying"),
+        "{}",
+        stack.run_log(0)
+    );
+    assert_eq!(sigterm(&mut run), Some(0), "{}", stack.run_log(0));
+}
+
 #[test]
 fn a_broker_or_server_that_stays_away_is_a_clear_error_after_the_configured_wait() {
     // Kafka gone for good: the records wait message_timeout_secs, then binlake stops without
