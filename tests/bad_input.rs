@@ -111,7 +111,6 @@ fn a_record_larger_than_kafka_accepts_stops_run_before_it_and_is_written_after_t
 /// then be dropped by every consumer's position filter: a permanent gap).
 #[test]
 fn a_record_the_broker_refuses_leaves_no_later_record_of_its_partition_written() {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let stack = Stack::start(
         false,
         "",
@@ -122,18 +121,12 @@ fn a_record_the_broker_refuses_leaves_no_later_record_of_its_partition_written()
          INSERT INTO app.t VALUES (1, 'a'), (2, 'b');",
     );
     // One partition, so that every later record is queued behind the refused one.
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", stack.broker.bootstrap())
-        .create()
-        .expect("admin");
-    let topic =
-        NewTopic::new("cdc.app.t", 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(admin.create_topics([&topic], &AdminOptions::new()))
-        .expect("create topic");
+    support::broker::create_topic(
+        &stack.broker.bootstrap(),
+        "cdc.app.t",
+        1,
+        &[("cleanup.policy", "compact")],
+    );
     let mut run = stack.spawn_run(0);
     stack.wait_converged(&["app.t"], Duration::from_secs(120));
     let before = records_in(&stack.broker.bootstrap(), "cdc.app.t");

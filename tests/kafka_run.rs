@@ -315,24 +315,17 @@ fn mysql_restart_mid_stream_is_retried_and_nothing_is_lost() {
 
 #[test]
 fn an_existing_topic_that_is_not_compacted_is_refused_unless_allowed() {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let stack = Stack::start(false, "", "");
     stack.db.sql(
         "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v INT);
          INSERT INTO app.t VALUES (1, 1);",
     );
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", stack.broker.bootstrap())
-        .create()
-        .expect("admin");
-    let topic =
-        NewTopic::new("cdc.app.t", 3, TopicReplication::Fixed(1)).set("cleanup.policy", "delete");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(admin.create_topics([&topic], &AdminOptions::new()))
-        .expect("create topic");
+    support::broker::create_topic(
+        &stack.broker.bootstrap(),
+        "cdc.app.t",
+        3,
+        &[("cleanup.policy", "delete")],
+    );
     let run = support::cli::binlake(
         &["run", "--config", stack.config.to_str().expect("path")],
         Duration::from_secs(60),

@@ -580,21 +580,20 @@ fn basic_auth_guards_every_endpoint() {
 /// registry still gives every id and version its first meaning.
 #[test]
 fn records_that_lost_a_race_never_change_an_id_after_compaction() {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     let broker = Broker::start_compacting();
     // The schemas topic with segments that roll and a cleaner that runs at once.
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .create()
-        .expect("admin");
-    let topic = NewTopic::new("_schemas", 1, TopicReplication::Fixed(1))
-        .set("cleanup.policy", "compact")
-        .set("segment.ms", "200")
-        .set("min.cleanable.dirty.ratio", "0.01")
-        .set("delete.retention.ms", "100");
-    rt().block_on(admin.create_topics([&topic], &AdminOptions::new()))
-        .expect("create _schemas");
+    broker::create_topic(
+        &broker.bootstrap(),
+        "_schemas",
+        1,
+        &[
+            ("cleanup.policy", "compact"),
+            ("segment.ms", "200"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+            ("delete.retention.ms", "100"),
+        ],
+    );
     let reg = Registry::start(&broker, "");
     let url = reg.url();
     let x = record_schema("X", &[("a", "int")]);

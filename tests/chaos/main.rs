@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use support::proxy::{Mode, Proxy};
 use support::stack::Stack;
-use support::workload::{all_types_row, initial_rows, schema, Rng};
+use support::workload::{all_types_row, initial_rows, schema, sigterm, Rng};
 
 const TABLES: [&str; 4] = ["app.all_types", "app.composite", "app.nopk", "app.big"];
 
@@ -116,21 +116,6 @@ fn kill9(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// SIGTERM, as a supervisor stops a process: it must flush, commit and exit 0 (within a
-/// minute). Returns its exit code (`None`: killed by a signal or too slow, then SIGKILLed).
-fn term(child: &mut Child) -> Option<i32> {
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        if let Ok(Some(s)) = child.try_wait() {
-            return s.code();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    kill9(child);
-    None
-}
-
 fn mysqld_pid(dir: &Path) -> Option<i32> {
     std::fs::read_to_string(dir.join("mysqld.pid"))
         .ok()?
@@ -160,6 +145,15 @@ impl Harness {
     fn restart_sink(&mut self) {
         self.sinks += 1;
         self.sink = self.stack.spawn_sink(self.sinks, &self.sink_sections);
+    }
+
+    /// Notes a SIGTERM stop that did not exit 0, with the last lines of its log.
+    fn note_stop(&mut self, what: &str, code: Option<i32>, log: &str) {
+        if code != Some(0) {
+            let tail: Vec<&str> = log.lines().rev().take(3).collect();
+            self.unplanned
+                .push(format!("{what} stopped with {code:?}: {tail:?}"));
+        }
     }
 
     /// A supervisor's job: restart what exited by itself, and note it.
@@ -317,24 +311,18 @@ fn chaos() {
                     kill9(&mut h.sink);
                     h.restart_sink();
                 }
+                // SIGTERM, as a supervisor stops a process: a stop that does not exit 0
+                // within a minute is reported.
                 "run-term" => {
-                    let code = term(&mut h.run);
-                    if code != Some(0) {
-                        let log = h.stack.run_log(h.runs);
-                        let tail: Vec<&str> = log.lines().rev().take(3).collect();
-                        h.unplanned
-                            .push(format!("run-{} stopped with {code:?}: {tail:?}", h.runs));
-                    }
+                    let code = sigterm(&mut h.run);
+                    let log = h.stack.run_log(h.runs);
+                    h.note_stop(&format!("run-{}", h.runs), code, &log);
                     h.restart_run();
                 }
                 "sink-term" => {
-                    let code = term(&mut h.sink);
-                    if code != Some(0) {
-                        let log = h.stack.sink_log(h.sinks);
-                        let tail: Vec<&str> = log.lines().rev().take(3).collect();
-                        h.unplanned
-                            .push(format!("sink-{} stopped with {code:?}: {tail:?}", h.sinks));
-                    }
+                    let code = sigterm(&mut h.sink);
+                    let log = h.stack.sink_log(h.sinks);
+                    h.note_stop(&format!("sink-{}", h.sinks), code, &log);
                     h.restart_sink();
                 }
                 "broker" => h.stack.broker.kill9_restart(),

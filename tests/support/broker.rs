@@ -454,3 +454,27 @@ impl Drop for Broker {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Creates `name` with `partitions` partitions (replication 1) and the topic `configs`, with
+/// an independent client (rdkafka's admin), as an operator would before binlake starts.
+pub fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin");
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        topic = topic.set(k, v);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let results = rt
+        .block_on(admin.create_topics([&topic], &AdminOptions::new()))
+        .expect("create topic");
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
+    }
+}
