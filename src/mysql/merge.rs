@@ -364,6 +364,31 @@ mod tests {
         })
     }
 
+    /// A binlog change of `t` in an event at `offset` of mysql-bin.000001.
+    fn change(
+        t: &Arc<TableSchema>,
+        op: crate::change::Op,
+        before: Option<crate::change::Row>,
+        after: Option<crate::change::Row>,
+        offset: u64,
+    ) -> crate::change::Change {
+        crate::change::Change {
+            op,
+            table: t.clone(),
+            before,
+            after,
+            ts_ms: 0,
+            pos: crate::position::Position {
+                file: "mysql-bin.000001".into(),
+                offset,
+                row: 0,
+                gtid: None,
+                snapshot: None,
+            },
+            commit: true,
+        }
+    }
+
     fn chunk(emit_at: u64, permits: &Arc<tokio::sync::Semaphore>) -> Chunk {
         let table = table();
         Chunk {
@@ -455,21 +480,8 @@ mod tests {
         let mut most = 0;
         for i in 0..10_000u64 {
             m.pos.offset = i + 1;
-            let c = crate::change::Change {
-                op: crate::change::Op::Update,
-                table: t.clone(),
-                before: Some(vec![crate::change::Value::Int(i as i64)]),
-                after: Some(vec![crate::change::Value::Int(i as i64)]),
-                ts_ms: 0,
-                pos: crate::position::Position {
-                    file: "mysql-bin.000001".into(),
-                    offset: i,
-                    row: 0,
-                    gtid: None,
-                    snapshot: None,
-                },
-                commit: true,
-            };
+            let row = Some(vec![crate::change::Value::Int(i as i64)]);
+            let c = change(&t, crate::change::Op::Update, row.clone(), row, i);
             m.record(std::slice::from_ref(&c));
             // Every 100 changes the oldest registration ends and a new one begins: two are
             // always open.
@@ -566,21 +578,8 @@ mod tests {
         m.message(Message::Chunk(c));
         // Row 1 (the chunk's only row) is deleted at 20.
         m.pos.offset = 20;
-        let delete = crate::change::Change {
-            op: crate::change::Op::Delete,
-            table: table(),
-            before: Some(vec![crate::change::Value::Int(1)]),
-            after: None,
-            ts_ms: 0,
-            pos: crate::position::Position {
-                file: "mysql-bin.000001".into(),
-                offset: 15,
-                row: 0,
-                gtid: None,
-                snapshot: None,
-            },
-            commit: true,
-        };
+        let before = Some(vec![crate::change::Value::Int(1)]);
+        let delete = change(&table(), crate::change::Op::Delete, before, None, 15);
         m.record(std::slice::from_ref(&delete));
         m.message(Message::Release {
             db: "d".into(),
