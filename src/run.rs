@@ -112,11 +112,35 @@ pub async fn run(
     tokio::pin!(shutdown);
     // A stop during start-up (the broker, the registry or the fence read can take a while)
     // ends the run before it wrote anything.
-    let (mut p, snapshot, mut fence) = tokio::select! {
-        started = start(cfg) => started?,
-        _ = shutdown.as_mut() => {
-            tracing::info!("stopped during start-up: nothing was written");
-            return Ok(());
+    // A server or network away at start-up is waited for as mid-stream: retried with backoff
+    // for `[mysql] retry_secs` (start-up writes nothing but a grown fence, which it may
+    // write again).
+    let since = Instant::now();
+    let mut failures = 0u32;
+    let (mut p, snapshot, mut fence) = loop {
+        let err = tokio::select! {
+            started = start(cfg) => match started {
+                Ok(started) => break started,
+                Err(e) => e,
+            },
+            _ = shutdown.as_mut() => {
+                tracing::info!("stopped during start-up: nothing was written");
+                return Ok(());
+            }
+        };
+        if !retryable(&err) || since.elapsed() > Duration::from_secs(cfg.mysql.retry_secs as u64) {
+            return Err(err);
+        }
+        crate::metrics::error(err.kind());
+        let wait = Duration::from_secs(1 << failures.min(4));
+        failures += 1;
+        tracing::warn!(error = %err, retry_in_secs = wait.as_secs(), "start-up failed; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.as_mut() => {
+                tracing::info!("stopped during start-up: nothing was written");
+                return Ok(());
+            }
         }
     };
     tracing::info!(resume = ?p.state.resume_from(), snapshot = snapshot.is_some(), "binlake run starting");

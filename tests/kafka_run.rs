@@ -313,6 +313,37 @@ fn mysql_restart_mid_stream_is_retried_and_nothing_is_lost() {
     assert_eq!(sigterm(&mut run), Some(0), "{log}");
 }
 
+/// MariaDB away when `run` starts with a saved position (start-up reads the server's binlog
+/// list): `run` waits for it as it does mid-stream, instead of stopping.
+#[test]
+fn a_server_away_at_start_up_is_waited_for() {
+    let stack = Stack::start(false, "", "");
+    stack.db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v INT);
+         INSERT INTO app.t VALUES (1, 1);",
+    );
+    let mut run = stack.spawn_run(0);
+    stack.wait_converged(&["app.t"], Duration::from_secs(60));
+    assert_eq!(sigterm(&mut run), Some(0), "{}", stack.run_log(0));
+    stack.db.stop();
+    let mut run = stack.spawn_run(1);
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        run.try_wait().ok().flatten().is_none(),
+        "run stopped while MariaDB was away at start-up:\n{}",
+        stack.run_log(1)
+    );
+    stack.db.start_again();
+    stack
+        .db
+        .sql("INSERT INTO app.t VALUES (2, 2); UPDATE app.t SET v = 10 WHERE id = 1;");
+    let stats = stack.wait_converged(&["app.t"], Duration::from_secs(90));
+    assert_eq!(stats["duplicate_positions"], 0, "{stats}");
+    let log = stack.run_log(1);
+    assert!(log.contains("start-up failed; retrying"), "{log}");
+    assert_eq!(sigterm(&mut run), Some(0), "{log}");
+}
+
 #[test]
 fn an_existing_topic_that_is_not_compacted_is_refused_unless_allowed() {
     let stack = Stack::start(false, "", "");
