@@ -89,6 +89,21 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// An error of the connection to MySQL (lost, refused, too many connections, server
+    /// shutting down), not of the data: a reconnect may cure it.
+    pub fn is_mysql_connection(&self) -> bool {
+        match self {
+            Error::Mysql { cause, .. } => {
+                matches!(
+                    cause,
+                    mysql_async::Error::Io(_) | mysql_async::Error::Driver(_)
+                ) || matches!(cause, mysql_async::Error::Server(s) if matches!(s.code, 1040 | 1053 | 1927 | 2013))
+            }
+            Error::Io { .. } => true,
+            _ => false,
+        }
+    }
+
     pub fn kafka(context: impl Into<String>) -> impl FnOnce(rdkafka::error::KafkaError) -> Error {
         let context = context.into();
         move |cause| Error::Kafka { context, cause }

@@ -112,9 +112,9 @@ pub async fn run(
     tokio::pin!(shutdown);
     // A stop during start-up (the broker, the registry or the fence read can take a while)
     // ends the run before it wrote anything.
-    // A server or network away at start-up is waited for as mid-stream: retried with backoff
-    // for `[mysql] retry_secs` (start-up writes nothing but a grown fence, which it may
-    // write again).
+    // MySQL or Kafka away at start-up is waited for as MySQL is mid-stream: retried with
+    // backoff for `[mysql] retry_secs` (start-up writes nothing but a grown fence, which it
+    // may write again).
     let since = Instant::now();
     let mut failures = 0u32;
     let (mut p, snapshot, mut fence) = loop {
@@ -128,7 +128,9 @@ pub async fn run(
                 return Ok(());
             }
         };
-        if !retryable(&err) || since.elapsed() > Duration::from_secs(cfg.mysql.retry_secs as u64) {
+        let transient = err.is_mysql_connection()
+            || matches!(&err, Error::Kafka { cause, .. } if crate::kafka::transient(cause));
+        if !transient || since.elapsed() > Duration::from_secs(cfg.mysql.retry_secs as u64) {
             return Err(err);
         }
         crate::metrics::error(err.kind());
@@ -201,7 +203,7 @@ pub async fn run(
             Err(e) => Error::Unsupported(format!("the binlog reader task failed: {e}")),
         };
         crate::metrics::error(err.kind());
-        if !retryable(&err) {
+        if !err.is_mysql_connection() {
             match after_partial_tail(cfg, &err).await {
                 Some(next) => {
                     tracing::warn!(error = %err, next = %next, "the binlog file ends in a partial event: the server stopped (crashed or ran out of disk) while writing a transaction, which it did not commit; continuing at the start of the next file. If that transaction changed non-transactional (e.g. MyISAM) tables, re-snapshot them");
@@ -397,20 +399,6 @@ async fn after_partial_tail(cfg: &Config, err: &Error) -> Option<String> {
     let files = crate::mysql::server::binlog_files(&mut conn).await.ok()?;
     let at = files.iter().position(|(f, _)| *f == file)?;
     files.get(at + 1).map(|(f, _)| f.clone())
-}
-
-/// Errors a reconnect may cure: the connection, not the data.
-fn retryable(e: &Error) -> bool {
-    match e {
-        Error::Mysql { cause, .. } => {
-            matches!(
-                cause,
-                mysql_async::Error::Io(_) | mysql_async::Error::Driver(_)
-            ) || matches!(cause, mysql_async::Error::Server(s) if s.code == 1040 || s.code == 1053 || s.code == 1927 || s.code == 2013)
-        }
-        Error::Io { .. } => true,
-        _ => false,
-    }
 }
 
 impl Pipeline<'_> {

@@ -199,6 +199,10 @@ impl Topics {
                 match consumer.poll(Duration::from_millis(200)) {
                     None => {}
                     Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => waiting -= 1,
+                    // A broker restarting or a connection cut: librdkafka reconnects.
+                    Some(Err(e)) if super::transient(&e) => {
+                        tracing::debug!(error = %e, "reading the last records: retrying");
+                    }
                     Some(Err(e)) => return Err(Error::kafka("reading the last records")(e)),
                     Some(Ok(m)) => {
                         let pos = m.headers().and_then(|h| {
