@@ -209,9 +209,37 @@ fn rebuild_create_gives_tables_identical_to_the_sources_also_after_compaction() 
     );
 }
 
+/// Waits until restore.all_types equals app.all_types (3 minutes at most).
+fn wait_followed(stack: &Stack, follow_log: &dyn Fn() -> String) {
+    let start = Instant::now();
+    loop {
+        let want = stack.source_table("app", "all_types");
+        let got = if stack
+            .db
+            .query_rows("SHOW TABLES IN restore LIKE 'all_types'")
+            .is_empty()
+        {
+            Vec::new()
+        } else {
+            stack.source_table("restore", "all_types")
+        };
+        if got == want {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "restore.all_types did not converge ({} vs {} rows)\n{}",
+            got.len(),
+            want.len(),
+            follow_log()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 #[test]
-fn follow_converges_to_the_source_while_it_changes_also_across_add_column() {
-    let stack = Stack::start(false, "", "");
+fn follow_converges_to_the_source_while_it_changes_also_across_add_column_and_restarts() {
+    let mut stack = Stack::start(false, "", "");
     schema(&stack);
     initial_rows(&stack, 200);
     let mut run = stack.spawn_run(0);
@@ -241,36 +269,31 @@ fn follow_converges_to_the_source_while_it_changes_also_across_add_column() {
     for _ in 0..6 {
         workload(&stack, &mut rng, 100, 200);
     }
+    wait_followed(&stack, &follow_log);
+    // The target server restarts (a rebuild again, after a wait) and the broker restarts
+    // (waited for): the target converges again.
+    stack.db.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        follow.try_wait().ok().flatten().is_none(),
+        "rebuild --follow stopped while the target was away:\n{}",
+        follow_log()
+    );
+    stack.db.start_again();
+    stack.broker.restart();
+    workload(&stack, &mut rng, 100, 200);
     // A column added at the source is added to the target.
     stack.db.sql(
         "ALTER TABLE app.all_types ADD COLUMN extra DECIMAL(7,3) NULL;
          UPDATE app.all_types SET extra = id / 8 WHERE id % 5 = 0;",
     );
     // The writer stopped: the target converges to the source.
-    let start = Instant::now();
-    loop {
-        let want = stack.source_table("app", "all_types");
-        let got = if stack
-            .db
-            .query_rows("SHOW TABLES IN restore LIKE 'all_types'")
-            .is_empty()
-        {
-            Vec::new()
-        } else {
-            stack.source_table("restore", "all_types")
-        };
-        if got == want {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "restore.all_types did not converge ({} vs {} rows)\n{}",
-            got.len(),
-            want.len(),
-            follow_log()
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    wait_followed(&stack, &follow_log);
+    assert!(
+        follow_log().contains("rebuilding again"),
+        "{}",
+        follow_log()
+    );
     assert_eq!(
         checksum(&stack, "app.all_types"),
         checksum(&stack, "restore.all_types")

@@ -307,16 +307,37 @@ pub fn into_mysql(
             .filter(|c| !existing.contains(&c.name))
             .map(|c| c.name.as_str())
             .collect();
-        if !missing.is_empty() {
+        if !missing.is_empty() && !opts.create {
             return Err(Error::Unsupported(format!(
                 "{db}.{table} exists but lacks column(s) {missing:?} of the topic's schema; add \
-                 them, or drop the table and rebuild with --create"
+                 them, or rebuild with --create (which adds them)"
             )));
         }
         exec(
             &mut admin,
             format!("CREATE TABLE {} LIKE {}", q(&stage), q(&table)),
         )?;
+        // --create: the columns the source gained since the target was made (a restarted
+        // --follow after an ADD COLUMN) are added to the copy, as a follow adds them.
+        for c in def.columns.iter().filter(|c| !existing.contains(&c.name)) {
+            let sql = c.sql.as_deref().ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "{db}.{table} lacks column `{}`, and the topic's schema does not say its \
+                     MySQL type; add it yourself and run rebuild again",
+                    c.name
+                ))
+            })?;
+            let null = if c.nullable { "NULL" } else { "NOT NULL" };
+            tracing::info!(column = %c.name, %sql, table = %table, "adding column");
+            exec(
+                &mut admin,
+                format!(
+                    "ALTER TABLE {} ADD COLUMN {} {sql} {null}",
+                    q(&stage),
+                    ident(&c.name)
+                ),
+            )?;
+        }
     } else if opts.create {
         exec(
             &mut admin,
@@ -457,7 +478,50 @@ pub fn run(
     // The topic exists (a clear error before anything else is asked of the registry).
     drop(TopicReader::open(cfg, &opts.topic, false)?);
     match &opts.target {
+        Target::Mysql(url) if opts.follow => follow_mysql(cfg, opts, url, &stop, rt),
         Target::Mysql(url) => into_mysql(cfg, opts, url, &stop, rt),
         Target::Lake(url) => lake::into_lake(cfg, opts, url, &stop, rt),
+    }
+}
+
+/// `--follow` into MySQL, which runs for as long as the source does: a lost connection to
+/// the target (a restart, a network cut) starts the rebuild over, a whole pass and a swap,
+/// with backoff (1 s doubling to 32 s), until `[mysql] retry_secs` pass without a pass
+/// completing; then it is an error. A pass is what makes this safe: changes applied in place
+/// before the cut need no bookkeeping, the swap replaces them.
+fn follow_mysql(
+    cfg: &Config,
+    opts: &Options,
+    url: &MysqlUrl,
+    stop: &AtomicBool,
+    rt: tokio::runtime::Handle,
+) -> Result<Summary> {
+    let mut failing_since: Option<Instant> = None;
+    let mut failures = 0u32;
+    loop {
+        let attempt = Instant::now();
+        let err = match into_mysql(cfg, opts, url, stop, rt.clone()) {
+            Err(e) if e.is_mysql_connection() && !stop.load(Ordering::Relaxed) => e,
+            done => return done,
+        };
+        // A follow that ran a while before failing starts a new outage.
+        if attempt.elapsed() > Duration::from_secs(60) {
+            failing_since = None;
+            failures = 0;
+        }
+        let since = *failing_since.get_or_insert(attempt);
+        if since.elapsed() > Duration::from_secs(cfg.mysql.retry_secs as u64) {
+            return Err(err);
+        }
+        let wait = Duration::from_secs(1 << failures.min(5));
+        failures += 1;
+        tracing::warn!(error = %err, retry_in_secs = wait.as_secs(), "rebuild --follow: the connection to the target failed; rebuilding again");
+        let until = Instant::now() + wait;
+        while Instant::now() < until {
+            if stop.load(Ordering::Relaxed) {
+                return Err(err);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }

@@ -5,10 +5,11 @@
 //! Invariant: without `follow`, exactly the records below the start's high watermarks are
 //! handed over, so two passes over the same topic see the same records (unless the broker
 //! compacts in between, which the caller detects); `caught_up` turns true once every
-//! partition was read to its watermark.
+//! partition was read to its watermark. A broker restarting or a connection cut is waited
+//! out (librdkafka reconnects) for up to [`UNREACHABLE`], then it is an error.
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -19,6 +20,9 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::kafka::dedup::PositionFilter;
 use crate::kafka::QuietContext;
+
+/// How long the brokers may stay unreachable before reading fails.
+pub const UNREACHABLE: Duration = Duration::from_secs(120);
 
 /// One record of the topic.
 pub struct Rec<'a> {
@@ -44,6 +48,8 @@ pub struct TopicReader {
     /// Records handed over, and replays dropped.
     pub read: u64,
     pub replays: u64,
+    /// Since when every poll failed on the connection to the brokers.
+    failing_since: Option<Instant>,
 }
 
 impl TopicReader {
@@ -109,6 +115,7 @@ impl TopicReader {
             filter: PositionFilter::default(),
             read: 0,
             replays: 0,
+            failing_since: None,
         })
     }
 
@@ -135,7 +142,19 @@ impl TopicReader {
         let m = match self.consumer.poll(timeout) {
             None => return Ok(false),
             Some(Err(KafkaError::PartitionEOF(p))) => {
+                self.failing_since = None;
                 self.behind.remove(&p);
+                return Ok(false);
+            }
+            Some(Err(e))
+                if crate::kafka::transient(&e)
+                    && self
+                        .failing_since
+                        .get_or_insert_with(Instant::now)
+                        .elapsed()
+                        < UNREACHABLE =>
+            {
+                tracing::debug!(error = %e, topic = %self.topic, "reading: the brokers are unreachable; waiting");
                 return Ok(false);
             }
             Some(Err(e)) => {
@@ -146,6 +165,7 @@ impl TopicReader {
             }
             Some(Ok(m)) => m,
         };
+        self.failing_since = None;
         let (p, offset) = (m.partition(), m.offset());
         let high = self
             .marks
