@@ -220,3 +220,137 @@ fn a_table_dropped_or_renamed_during_its_snapshot_ends_its_snapshot_not_the_run(
     );
     assert_eq!(sigterm(&mut run), Some(0), "{}", stack.run_log(1));
 }
+
+/// Re-sends the first record of every partition of `topic`, headers and all, as a `run`
+/// killed early in its replay leaves them: the ends of the partitions then show positions
+/// below what an earlier run wrote.
+fn replay_first_records(bootstrap: &str, topic: &str, partitions: i32) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "fence-test")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("producer");
+    for p in 0..partitions {
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .expect("partition");
+        consumer.assign(&tpl).expect("assign");
+        let m = loop {
+            match consumer.poll(Duration::from_secs(10)) {
+                Some(Ok(m)) if m.partition() == p => break m.detach(),
+                Some(_) => {}
+                None => panic!("no record in {topic}[{p}]"),
+            }
+        };
+        let mut headers = OwnedHeaders::new();
+        if let Some(h) = m.headers() {
+            for h in h.iter() {
+                headers = headers.insert(rdkafka::message::Header {
+                    key: h.key,
+                    value: h.value,
+                });
+            }
+        }
+        let key = m.key().expect("keyed").to_vec();
+        let mut record = BaseRecord::to(topic)
+            .partition(p)
+            .key(&key)
+            .headers(headers);
+        let value = m.payload().map(<[u8]>::to_vec);
+        if let Some(v) = &value {
+            record = record.payload(v);
+        }
+        producer.send(record).map_err(|(e, _)| e).expect("send");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// Issue 15, item 3: the resumption fence never moves backwards. At an idle source, run A's
+/// snapshot rows sit at one binlog offset X with indexes s0…s299; a later snapshot at X must
+/// take indexes after them, or the readers' position filter drops its rows. Run A stops; its
+/// committed state is then set back to a snapshot due (a kill before the commits after
+/// planning). Run B reads the fence (X, s299) from the topics and is killed as soon as it
+/// committed it (its snapshot held back by a table lock); a replay of B killed early is
+/// simulated by re-sending each partition's first record, so the topics' ends now show
+/// (X, s<small>). Rows changed outside the binlog reach the readers only through run C's
+/// snapshot, which must take the committed fence; the topics alone would give a lower one.
+#[test]
+fn the_fence_a_killed_replay_leaves_below_is_not_taken() {
+    let state_file = support::mariadb::unique_dir().with_extension("offsets.json");
+    let stack = Stack::start(
+        false,
+        &format!(
+            "offsets = \"file\"\noffsets_file = \"{}\"\n",
+            state_file.display()
+        ),
+        "",
+    );
+    stack.db.sql(
+        "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v INT);
+         INSERT INTO app.t SELECT seq, seq FROM app.seq_1_to_300;",
+    );
+    let mut a = stack.spawn_run(0);
+    stack.wait_converged(&["app.t"], Duration::from_secs(60));
+    assert_eq!(sigterm(&mut a), Some(0), "{}", stack.run_log(0));
+
+    let read_state = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(&state_file).expect("state")).expect("json")
+    };
+    let mut state = read_state();
+    assert!(state["fence"].is_null(), "{state}");
+    state["snapshot"] = serde_json::json!({"ranges": [], "complete": false});
+    std::fs::write(&state_file, state.to_string()).expect("state");
+
+    // Run B commits the fence, then is killed before its snapshot can read the table.
+    let mut lock = std::process::Command::new("mariadb")
+        .arg("--no-defaults")
+        .arg(format!(
+            "--socket={}",
+            stack.db.dir.join("mysqld.sock").display()
+        ))
+        .args([
+            "-uroot",
+            "-proot",
+            "-e",
+            "LOCK TABLES app.t WRITE; DO SLEEP(120)",
+        ])
+        .spawn()
+        .expect("mariadb");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut b = stack.spawn_run(1);
+    let start = Instant::now();
+    while !stack.run_log(1).contains("fence committed") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{}",
+            stack.run_log(1)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = b.kill();
+    let _ = b.wait();
+    let _ = lock.kill();
+    let _ = lock.wait();
+    assert!(!read_state()["fence"].is_null(), "{}", read_state());
+    replay_first_records(&stack.broker.bootstrap(), "cdc.app.t", 3);
+
+    // Changed outside the binlog: only a snapshot brings these values.
+    stack
+        .db
+        .sql("SET sql_log_bin = 0; UPDATE app.t SET v = v + 1000 WHERE id <= 100;");
+    let mut c = stack.spawn_run(2);
+    let stats = stack.wait_converged(&["app.t"], Duration::from_secs(90));
+    assert!(
+        stats["dropped"].as_u64().unwrap_or(0) > 0,
+        "the replayed records were not dropped: {stats}"
+    );
+    assert_eq!(sigterm(&mut c), Some(0), "{}", stack.run_log(2));
+}
