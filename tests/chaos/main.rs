@@ -1,11 +1,12 @@
 //! The chaos harness: a randomized workload against several tables while `binlake run`,
-//! `binlake sink`, the broker and MariaDB are killed with SIGKILL (`run` and `sink` also
-//! stopped with SIGTERM, as a supervisor does) and restarted at random moments, the network
-//! to MariaDB and to the registry is cut, stalled or blackholed (a proxy of the tests' own),
-//! and binlogs are rotated and purged (only what `run` has committed). At the end
-//! three views must equal the source, row by row: the topics (read by Python
-//! confluent-kafka), the tables rebuilt from the topics (`binlake rebuild --create`), and
-//! the lake's latest state per key (DuckDB); and no `binlake.pos` may be in the lake twice.
+//! `binlake sink`, `binlake rebuild --follow`, the broker and MariaDB are killed with SIGKILL
+//! (`run`, `sink` and `rebuild --follow` also stopped with SIGTERM, as a supervisor does) and
+//! restarted at random moments, the network to MariaDB, to Kafka and to the registry is cut,
+//! stalled or blackholed (a proxy of the tests' own), and binlogs are rotated and purged
+//! (only what `run` has committed). At the end four views must equal the source, row by row:
+//! the topics (read by Python confluent-kafka), the tables rebuilt from the topics
+//! (`binlake rebuild --create`), the tables `rebuild --follow` kept current, and the lake's
+//! latest state per key (DuckDB); and no `binlake.pos` may be in the lake twice.
 //!
 //! Every run prints its seed; `CHAOS_SEED=n` replays the same choices (timings still vary).
 //! `CHAOS_TRIALS=n` sets the kills per component (default 3: the short run of the test
@@ -26,6 +27,9 @@ use support::stack::Stack;
 use support::workload::{all_types_row, initial_rows, schema, sigterm, Rng};
 
 const TABLES: [&str; 4] = ["app.all_types", "app.composite", "app.nopk", "app.big"];
+/// Tables `binlake rebuild --follow` keeps current in the database `followed` (one process
+/// each; app.composite's DROP COLUMN would stay in a followed table, README: rebuild).
+const FOLLOWED: [&str; 2] = ["app.all_types", "app.nopk"];
 
 /// SQL through the `mariadb` client on the server's socket, without panicking: the server
 /// is down now and then.
@@ -132,6 +136,10 @@ struct Harness {
     sink: Child,
     runs: usize,
     sinks: usize,
+    /// `rebuild --follow` of each of [`FOLLOWED`] with its log's number, and how many were
+    /// started.
+    follows: Vec<(Child, usize)>,
+    followers: usize,
     /// Processes that exited without being killed: (what, exit code, last log lines).
     unplanned: Vec<String>,
 }
@@ -145,6 +153,50 @@ impl Harness {
     fn restart_sink(&mut self) {
         self.sinks += 1;
         self.sink = self.stack.spawn_sink(self.sinks, &self.sink_sections);
+    }
+
+    /// Starts `binlake rebuild --follow` of `FOLLOWED[i]` into the database `followed`.
+    fn spawn_follow(&mut self, i: usize) -> (Child, usize) {
+        self.followers += 1;
+        let path = self
+            .stack
+            .db
+            .dir
+            .join(format!("follow-{}.log", self.followers));
+        let log = std::fs::File::create(path).expect("log");
+        let into = format!(
+            "mysql://root:root@127.0.0.1:{}/followed",
+            self.stack.db.port
+        );
+        Command::new(env!("CARGO_BIN_EXE_binlake"))
+            .args(["rebuild", "--config"])
+            .arg(&self.stack.config)
+            .args([
+                "--table",
+                FOLLOWED[i],
+                "--into",
+                &into,
+                "--create",
+                "--follow",
+            ])
+            .env("BINLAKE_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .map(|c| (c, self.followers))
+            .expect("spawn binlake rebuild --follow")
+    }
+
+    /// The log of the `rebuild --follow` of `FOLLOWED[i]` now running.
+    fn follow_log(&self, i: usize) -> String {
+        let n = self.follows[i].1;
+        std::fs::read_to_string(self.stack.db.dir.join(format!("follow-{n}.log")))
+            .unwrap_or_default()
+    }
+
+    fn restart_follow(&mut self, i: usize) {
+        self.follows[i] = self.spawn_follow(i);
     }
 
     /// Notes a SIGTERM stop that did not exit 0, with the last lines of its log.
@@ -171,6 +223,15 @@ impl Harness {
             self.unplanned
                 .push(format!("sink-{} exited {s}: {tail:?}", self.sinks));
             self.restart_sink();
+        }
+        for (i, table) in FOLLOWED.iter().enumerate() {
+            if let Ok(Some(s)) = self.follows[i].0.try_wait() {
+                let log = self.follow_log(i);
+                let tail: Vec<&str> = log.lines().rev().take(3).collect();
+                self.unplanned
+                    .push(format!("rebuild --follow of {table} exited {s}: {tail:?}"));
+                self.restart_follow(i);
+            }
         }
     }
 
@@ -206,9 +267,16 @@ fn chaos() {
     println!("chaos seed {seed} (replay: CHAOS_SEED={seed}), {trials} kills per component");
     let started = Instant::now();
 
-    let stack = Stack::start(false, "", "[snapshot]\nchunk_size = 50\n");
-    // binlake reaches MariaDB and the registry through proxies that fail like networks do;
-    // the tests' own readers and writers go direct.
+    // binlake reaches MariaDB, Kafka and the registry through proxies that fail like
+    // networks do; the tests' own readers and writers go direct. The broker has a listener
+    // of its own for binlake, which advertises the proxy's address.
+    let kafka_listener = support::broker::free_port();
+    let kafka_net = Proxy::start(kafka_listener);
+    let broker = support::broker::Broker::start_with(support::broker::Options {
+        proxied: Some((kafka_listener, kafka_net.port)),
+        ..support::broker::Options::default()
+    });
+    let stack = Stack::start_on(broker, &[], "", "[snapshot]\nchunk_size = 50\n");
     let mysql_net = Proxy::start(stack.db.port);
     let registry_url = stack.registry_url();
     let registry_port: u16 = registry_url
@@ -228,6 +296,10 @@ fn chaos() {
         .replace(
             &format!("url = \"{registry_url}\""),
             &format!("url = \"http://127.0.0.1:{}\"", registry_net.port),
+        )
+        .replace(
+            &format!("brokers = \"{}\"", stack.broker.bootstrap()),
+            &format!("brokers = \"127.0.0.1:{}\"", kafka_net.port),
         ),
     )
     .expect("config");
@@ -251,8 +323,15 @@ fn chaos() {
         sink,
         runs: 0,
         sinks: 0,
+        follows: Vec::new(),
+        followers: 0,
         unplanned: Vec::new(),
     };
+    h.stack.db.sql("CREATE DATABASE followed");
+    for i in 0..FOLLOWED.len() {
+        let child = h.spawn_follow(i);
+        h.follows.push(child);
+    }
 
     let sock = h.stack.db.dir.join("mysqld.sock");
     let stop = AtomicBool::new(false);
@@ -287,10 +366,13 @@ fn chaos() {
             "run-term",
             "sink",
             "sink-term",
+            "follow",
+            "follow-term",
             "broker",
             "mariadb",
             "binlog",
             "mysql-net",
+            "kafka-net",
             "registry-net",
         ]
         .iter()
@@ -325,15 +407,28 @@ fn chaos() {
                     h.note_stop(&format!("sink-{}", h.sinks), code, &log);
                     h.restart_sink();
                 }
+                "follow" => {
+                    let i = rng.below(FOLLOWED.len() as u64) as usize;
+                    kill9(&mut h.follows[i].0);
+                    h.restart_follow(i);
+                }
+                "follow-term" => {
+                    let i = rng.below(FOLLOWED.len() as u64) as usize;
+                    let code = sigterm(&mut h.follows[i].0);
+                    let log = h.follow_log(i);
+                    h.note_stop(&format!("rebuild --follow of {}", FOLLOWED[i]), code, &log);
+                    h.restart_follow(i);
+                }
                 "broker" => h.stack.broker.kill9_restart(),
-                "mysql-net" | "registry-net" => {
-                    let net = if what == "mysql-net" {
-                        &mysql_net
-                    } else {
-                        &registry_net
+                "mysql-net" | "kafka-net" | "registry-net" => {
+                    let net = match what {
+                        "mysql-net" => &mysql_net,
+                        "kafka-net" => &kafka_net,
+                        _ => &registry_net,
                     };
                     // Cut every connection; or stall them (shorter than the timeouts); or
-                    // blackhole for longer than the connect timeout (10 s).
+                    // blackhole for longer than MySQL's connect timeout (10 s), then cut
+                    // what was held (a network that comes back resets what it dropped).
                     match rng.below(3) {
                         0 => net.cut(),
                         1 => {
@@ -345,6 +440,7 @@ fn chaos() {
                             net.set(Mode::Blackhole);
                             net.cut();
                             std::thread::sleep(Duration::from_millis(12_000 + rng.below(6000)));
+                            net.cut();
                             net.set(Mode::Pass);
                         }
                     }
@@ -400,6 +496,34 @@ fn chaos() {
     );
     assert_eq!(lake["duplicate_offsets"], 0, "{lake}");
     assert_eq!(lake["stray_files"], 0, "{lake}");
+    // The tables `rebuild --follow` kept current, across its kills, converge too.
+    let start = Instant::now();
+    for t in FOLLOWED {
+        let name = t.split_once('.').map_or(t, |(_, n)| n);
+        loop {
+            h.supervise();
+            let (followed, source) = (
+                h.stack.source_table("followed", name),
+                h.stack.source_table("app", name),
+            );
+            if followed == source {
+                break;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{t} followed by `rebuild --follow` differs from the source after {limit:?}: \
+                 {} rows against {}",
+                followed.len(),
+                source.len()
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    for (i, table) in FOLLOWED.iter().enumerate() {
+        let code = sigterm(&mut h.follows[i].0);
+        let log = h.follow_log(i);
+        h.note_stop(&format!("rebuild --follow of {table}"), code, &log);
+    }
     h.stack.db.sql("CREATE DATABASE rebuilt");
     for t in TABLES {
         let into = format!("mysql://root:root@127.0.0.1:{}/rebuilt", h.stack.db.port);
@@ -425,11 +549,12 @@ fn chaos() {
         );
     }
     println!(
-        "chaos passed: seed {seed}, kills {kills:?}, {} run and {} sink processes, {done} \
-         transactions, {} records read, {} replays dropped by the position filter, {:.0} s; \
-         processes that exited by themselves: {:?}",
+        "chaos passed: seed {seed}, kills {kills:?}, {} run, {} sink and {} rebuild --follow \
+         processes, {done} transactions, {} records read, {} replays dropped by the position \
+         filter, {:.0} s; processes that exited by themselves: {:?}",
         h.runs + 1,
         h.sinks + 1,
+        h.followers,
         topics["records"],
         topics["dropped"],
         started.elapsed().as_secs_f64(),

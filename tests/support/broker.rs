@@ -83,6 +83,10 @@ pub struct Options {
     pub security: Security,
     /// More broker properties (`key=value`), last, so they override.
     pub properties: Vec<String>,
+    /// One node only: a second plaintext client listener on `.0` that advertises
+    /// 127.0.0.1:`.1`, for clients that reach the broker through a proxy listening on `.1`
+    /// (support::proxy) while the tests' own clients use [`Broker::bootstrap`].
+    pub proxied: Option<(u16, u16)>,
 }
 
 struct Node {
@@ -155,6 +159,22 @@ impl Broker {
         ];
         if opts.compacting {
             args.push("log.cleaner.backoff.ms=100".into());
+        }
+        if let Some((listen, advertised)) = opts.proxied {
+            assert_eq!(nodes.len(), 1, "a proxied listener is for one node");
+            let n = &nodes[0];
+            args.push(format!(
+                "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{},PROXIED://127.0.0.1:{listen}",
+                n.port, n.controller_port
+            ));
+            args.push(format!(
+                "advertised.listeners=PLAINTEXT://127.0.0.1:{},PROXIED://127.0.0.1:{advertised}",
+                n.port
+            ));
+            args.push(
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PROXIED:PLAINTEXT"
+                    .into(),
+            );
         }
         args.extend(opts.properties.iter().cloned());
         for (name, password, mechanism) in &opts.security.users {
