@@ -20,6 +20,10 @@
 #       SIGTERM the recorded PIDs (SIGKILL after 20 s) and waits for them to exit.
 #   hadoop.sh status
 #       One line per daemon: running (pid) or stopped. Exit 0 when all of them run.
+#   hadoop.sh fs ARGS...
+#       Hadoop's own shell (`hadoop fs`, org.apache.hadoop.fs.FsShell) against this instance,
+#       e.g. `fs -get hdfs://127.0.0.1:PORT/lake /tmp/lake`: an HDFS client independent of
+#       binlake's, for tests and for looking around.
 #
 # Environment (defaults in brackets):
 #   HADOOP_CACHE [~/.cache/binlake/hadoop-2.7.3]   jars, webapps, compiled launcher
@@ -484,10 +488,18 @@ cmd_status() {
   return $ok
 }
 
+cmd_fs() {
+  jars_ok || die "Hadoop jars missing in $HADOOP_CACHE (run: $SELF install)"
+  [ -f "$HADOOP_DIR/conf/core-site.xml" ] || die "no HDFS configured in $HADOOP_DIR (run: $SELF start hdfs)"
+  java -Xmx256m -Djava.net.preferIPv4Stack=true -Dhadoop.root.logger=WARN,console \
+    -cp "$(hdfs_cp)" org.apache.hadoop.fs.FsShell "$@"
+}
+
 case "${1:-}" in
   install) cmd_install ;;
   start) cmd_start "${2:-all}" ;;
   stop) cmd_stop "${2:-all}" ;;
   status) cmd_status ;;
-  *) echo "usage: $0 install | start [all|hdfs|metastore] | stop [all|hdfs|metastore] | status" >&2; exit 2 ;;
+  fs) shift; cmd_fs "$@" ;;
+  *) echo "usage: $0 install | start [all|hdfs|metastore] | stop [all|hdfs|metastore] | status | fs ARGS..." >&2; exit 2 ;;
 esac

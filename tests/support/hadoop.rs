@@ -67,6 +67,9 @@ pub struct Hdfs {
     pub http_port: u16,
     /// conf/, name/, data/, logs/ (namenode.log, datanode.log), PID files.
     pub dir: PathBuf,
+    /// DataNode data, web and IPC ports.
+    datanode_ports: [u16; 3],
+    block_size: u64,
 }
 
 impl Hdfs {
@@ -88,18 +91,72 @@ impl Hdfs {
             port: p[0],
             http_port: p[1],
             dir,
+            datanode_ports: [p[2], p[3], p[4]],
+            block_size,
         };
-        let out = script_cmd(&hdfs.dir, &["start", "hdfs"])
-            .env("HADOOP_NAMENODE_PORT", p[0].to_string())
-            .env("HADOOP_NAMENODE_HTTP_PORT", p[1].to_string())
-            .env("HADOOP_DATANODE_PORT", p[2].to_string())
-            .env("HADOOP_DATANODE_HTTP_PORT", p[3].to_string())
-            .env("HADOOP_DATANODE_IPC_PORT", p[4].to_string())
-            .env("HADOOP_BLOCK_SIZE", block_size.to_string())
+        hdfs.launch();
+        hdfs
+    }
+
+    /// `hadoop.sh start hdfs` on this instance's ports and data.
+    fn launch(&self) {
+        let [dn, dn_http, dn_ipc] = self.datanode_ports;
+        let out = script_cmd(&self.dir, &["start", "hdfs"])
+            .env("HADOOP_NAMENODE_PORT", self.port.to_string())
+            .env("HADOOP_NAMENODE_HTTP_PORT", self.http_port.to_string())
+            .env("HADOOP_DATANODE_PORT", dn.to_string())
+            .env("HADOOP_DATANODE_HTTP_PORT", dn_http.to_string())
+            .env("HADOOP_DATANODE_IPC_PORT", dn_ipc.to_string())
+            .env("HADOOP_BLOCK_SIZE", self.block_size.to_string())
             .env("HADOOP_START_TIMEOUT", "90")
             .output();
         check("hadoop.sh start hdfs", out);
-        hdfs
+    }
+
+    /// The process id of `daemon` (`namenode` or `datanode`), from its PID file.
+    pub fn pid(&self, daemon: &str) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join(format!("{daemon}.pid")))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Sends `signal` (e.g. `-STOP`, `-CONT`) to `daemon`.
+    pub fn signal(&self, daemon: &str, signal: &str) {
+        if let Some(pid) = self.pid(daemon) {
+            let _ = Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status();
+        }
+    }
+
+    /// SIGKILL of the NameNode and the DataNode (a crash of the whole HDFS), then starts
+    /// them again on the same ports and data; waits until HDFS is ready.
+    pub fn kill9_restart(&self) {
+        for daemon in ["namenode", "datanode"] {
+            self.signal(daemon, "-CONT");
+            self.signal(daemon, "-KILL");
+            if let Some(pid) = self.pid(daemon) {
+                while Path::new(&format!("/proc/{pid}")).exists() {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            }
+        }
+        self.launch();
+    }
+
+    /// Copies `path` (absolute, in this HDFS) to the local `to` with Hadoop's own client
+    /// (`hadoop.sh fs -get`), replacing `to`. Returns false when the copy failed.
+    pub fn get(&self, path: &str, to: &Path) -> bool {
+        let _ = std::fs::remove_dir_all(to);
+        let src = format!("{}{path}", self.url());
+        script_cmd(
+            &self.dir,
+            &["fs", "-get", &src, to.to_str().expect("utf-8 path")],
+        )
+        .output()
+        .is_ok_and(|o| o.status.success())
     }
 
     /// `hdfs://127.0.0.1:PORT`
