@@ -109,6 +109,13 @@ impl Error {
         move |cause| Error::Kafka { context, cause }
     }
 
+    /// A lake error only the operator can cure (a full disk or quota, too many open files,
+    /// as [`Error::storage`] explains them): starting over would not help.
+    pub fn needs_operator(&self) -> bool {
+        matches!(self, Error::Storage { detail, .. }
+            if ["os error 28", "QuotaExceeded", "os error 24"].iter().any(|m| detail.contains(m)))
+    }
+
     pub fn storage<E: std::fmt::Display>(context: impl Into<String>) -> impl FnOnce(E) -> Error {
         let context = context.into();
         move |e| {

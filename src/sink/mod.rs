@@ -852,16 +852,67 @@ impl Sink {
     }
 }
 
+/// How long a sink that has started keeps starting over after errors of the lake, the
+/// metastore or the connection to Kafka before it stops on the last one.
+const RETRY_FOR: Duration = Duration::from_secs(300);
+
 /// Runs the sink until `stop` is set (then closes every window) or an error.
+///
+/// Once it has started, an error of the lake's file system, the metastore or the
+/// connection to the brokers (a NameNode restarting, a network cut; not a full disk, which
+/// needs the operator) does not stop the process: the sink starts over in-process, as its supervisor would restart it (open
+/// windows are abandoned; taking the partitions back recovers them, see `window.rs`), with
+/// backoff (1 s doubling to 32 s), until [`RETRY_FOR`] passes without a start that lasted.
+/// An error at the first start is reported at once (a wrong root or an unreachable
+/// metastore is a configuration problem).
 pub fn run(cfg: Config, stop: Arc<AtomicBool>, rt: tokio::runtime::Handle) -> Result<()> {
-    let r = run_sink(cfg, stop, rt);
-    if let Err(e) = &r {
-        crate::metrics::error(e.kind());
+    let mut started = false;
+    let mut failing_since: Option<Instant> = None;
+    let mut failures = 0u32;
+    loop {
+        let attempt = Instant::now();
+        let err = match run_sink(cfg.clone(), stop.clone(), rt.clone(), &mut started) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        crate::metrics::error(err.kind());
+        let transient = match &err {
+            Error::Storage { .. } => !err.needs_operator(),
+            Error::Hive(_) | Error::Io { .. } => true,
+            Error::Kafka { cause, .. } => crate::kafka::transient(cause),
+            _ => false,
+        };
+        if !started || !transient || stop.load(Ordering::Relaxed) {
+            return Err(err);
+        }
+        if attempt.elapsed() > Duration::from_secs(60) {
+            failing_since = None;
+            failures = 0;
+        }
+        if failing_since.get_or_insert(attempt).elapsed() > RETRY_FOR {
+            return Err(err);
+        }
+        let wait = Duration::from_secs(1 << failures.min(5));
+        failures += 1;
+        tracing::warn!(error = %err, retry_in_secs = wait.as_secs(), "the sink failed; starting over");
+        let until = Instant::now() + wait;
+        while Instant::now() < until {
+            if stop.load(Ordering::Relaxed) {
+                // Nothing is open: the abandoned windows are recovered at the next start.
+                tracing::info!("stopped while waiting to start over");
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
-    r
 }
 
-fn run_sink(cfg: Config, stop: Arc<AtomicBool>, rt: tokio::runtime::Handle) -> Result<()> {
+fn run_sink(
+    cfg: Config,
+    stop: Arc<AtomicBool>,
+    rt: tokio::runtime::Handle,
+    started: &mut bool,
+) -> Result<()> {
     let storage = storage::open(&cfg.sink.root)?;
     let hive = if cfg.hive.enabled {
         Some(Arc::new(Hive::connect(&cfg.hive.uri)?))
@@ -954,6 +1005,7 @@ fn run_sink(cfg: Config, stop: Arc<AtomicBool>, rt: tokio::runtime::Handle) -> R
         .subscribe(&refs)
         .map_err(Error::kafka(format!("subscribing to {topics:?}")))?;
     tracing::info!(root = %cfg.sink.root, ?topics, group = %cfg.sink.group_id, "sink started");
+    *started = true;
     let mut sink = Sink {
         schemas: Schemas {
             client: RegistryClient::new(&cfg)?,

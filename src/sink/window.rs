@@ -185,7 +185,7 @@ fn taken_over(storage: &dyn Storage, dir: &str, e: Error) -> Error {
             context: format!("committing the window in {dir}"),
             detail: "another sink took this partition over while this one was stalled (past \
                      the group's session timeout) and fenced the window off; nothing of it \
-                     was committed. Restart this sink: it rejoins the group"
+                     was committed. The sink starts over and rejoins the group"
                 .into(),
         },
         _ => e,
