@@ -259,13 +259,15 @@ impl Apply {
 }
 
 /// Rebuilds into MySQL/MariaDB. `source` is the configured server (`[mysql]`): a rebuild
-/// refuses to replace the very table it captures.
+/// refuses to replace the very table it captures. Sets `swapped` once the pass is complete
+/// and the table swapped in.
 pub fn into_mysql(
     cfg: &Config,
     opts: &Options,
     url: &MysqlUrl,
     stop: &AtomicBool,
     rt: tokio::runtime::Handle,
+    swapped: &mut bool,
 ) -> Result<Summary> {
     let start = Instant::now();
     let (layouts, def) = Layouts::open(cfg, &opts.topic, rt.clone())?;
@@ -412,6 +414,7 @@ pub fn into_mysql(
         seconds = start.elapsed().as_secs_f64(),
         "rebuild pass complete; table swapped in"
     );
+    *swapped = true;
     if opts.follow {
         writer.retarget(&table)?;
         let mut idle = Instant::now();
@@ -479,7 +482,7 @@ pub fn run(
     drop(TopicReader::open(cfg, &opts.topic, false)?);
     match &opts.target {
         Target::Mysql(url) if opts.follow => follow_mysql(cfg, opts, url, &stop, rt),
-        Target::Mysql(url) => into_mysql(cfg, opts, url, &stop, rt),
+        Target::Mysql(url) => into_mysql(cfg, opts, url, &stop, rt, &mut false),
         Target::Lake(url) => lake::into_lake(cfg, opts, url, &stop, rt),
     }
 }
@@ -500,12 +503,13 @@ fn follow_mysql(
     let mut failures = 0u32;
     loop {
         let attempt = Instant::now();
-        let err = match into_mysql(cfg, opts, url, stop, rt.clone()) {
+        let mut swapped = false;
+        let err = match into_mysql(cfg, opts, url, stop, rt.clone(), &mut swapped) {
             Err(e) if e.is_mysql_connection() && !stop.load(Ordering::Relaxed) => e,
             done => return done,
         };
-        // A follow that ran a while before failing starts a new outage.
-        if attempt.elapsed() > Duration::from_secs(60) {
+        // A pass that completed ends the outage: this failure starts a new one.
+        if swapped {
             failing_since = None;
             failures = 0;
         }
