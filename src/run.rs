@@ -111,10 +111,9 @@ pub async fn run(
 ) -> Result<()> {
     tokio::pin!(shutdown);
     // A stop during start-up (the broker, the registry or the fence read can take a while)
-    // ends the run before it wrote anything.
-    // MySQL or Kafka away at start-up is waited for as MySQL is mid-stream: retried with
-    // backoff for `[mysql] retry_secs` (start-up writes nothing but a grown fence, which it
-    // may write again).
+    // ends the run before it wrote anything. MySQL or Kafka away at start-up is waited for as
+    // MySQL is mid-stream: retried with backoff for `[mysql] retry_secs` (start-up writes
+    // nothing but a grown fence, which it may write again).
     let since = Instant::now();
     let mut failures = 0u32;
     let (mut p, snapshot, mut fence) = loop {

@@ -860,9 +860,10 @@ const RETRY_FOR: Duration = Duration::from_secs(300);
 ///
 /// Once it has started, an error of the lake's file system, the metastore or the
 /// connection to the brokers (a NameNode restarting, a network cut; not a full disk, which
-/// needs the operator) does not stop the process: the sink starts over in-process, as its supervisor would restart it (open
-/// windows are abandoned; taking the partitions back recovers them, see `window.rs`), with
-/// backoff (1 s doubling to 32 s), until [`RETRY_FOR`] passes without a start that lasted.
+/// needs the operator) does not stop the process: the sink starts over in-process, as its
+/// supervisor would restart it (open windows are abandoned; taking the partitions back
+/// recovers them, see `window.rs`), with backoff (1 s doubling to 32 s), until
+/// [`RETRY_FOR`] passes without a start that lasted a minute.
 /// An error at the first start is reported at once (a wrong root or an unreachable
 /// metastore is a configuration problem).
 pub fn run(cfg: Config, stop: Arc<AtomicBool>, rt: tokio::runtime::Handle) -> Result<()> {
