@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -45,10 +45,27 @@ consumer = Consumer({
 metadata = consumer.list_topics(timeout=30)
 topics = sorted(t for t in metadata.topics
                 if t.startswith(prefix + ".") and t != prefix + ".offsets")
+def watermarks(tp):
+    """The partition's (low, high), waiting out what a just-created topic or a restarting
+    broker answers for a while (no leader yet)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=30)
+        except KafkaException as e:
+            err = e.args[0]
+            waiting = err.retriable() or err.code() in (
+                KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT, KafkaError._TRANSPORT)
+            if not waiting or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 assignment, ends, written = [], {}, {}
 for t in topics:
     for p in metadata.topics[t].partitions:
-        low, high = consumer.get_watermark_offsets(TopicPartition(t, p), timeout=30)
+        low, high = watermarks(TopicPartition(t, p))
         # Offsets ever written (compaction removes records, not offsets).
         written[t] = written.get(t, 0) + high
         if high > low:
