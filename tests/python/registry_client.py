@@ -40,7 +40,7 @@ V3_BAD = json.dumps({
 
 def client():
     # A fresh client per step where caching would hide what the server answers.
-    return SchemaRegistryClient({"url": URL})
+    return SchemaRegistryClient({"url": URL, "timeout": 10})
 
 
 def expect_error(fn, status, code):
