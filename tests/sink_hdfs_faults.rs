@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use support::hadoop::{spark_sql, Hdfs, Metastore};
 use support::proxy::{Mode, Proxy};
 use support::stack::Stack;
-use support::workload::{initial_rows, schema, sigterm, workload, Rng, StopOnDrop};
+use support::workload::{
+    count_from_env, initial_rows, schema, seed_from_env, sigterm, workload, Rng, StopOnDrop,
+};
 
 const TABLES: [&str; 3] = ["app.all_types", "app.composite", "app.nopk"];
 
@@ -80,19 +82,8 @@ fn partition_dirs(table_dir: &Path) -> BTreeSet<String> {
 
 #[test]
 fn hdfs_and_metastore_faults_lose_nothing_and_leave_nothing_half_written() {
-    let seed: u64 = std::env::var("HDFS_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-                | 1
-        });
-    let trials: usize = std::env::var("HDFS_FAULT_TRIALS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
+    let seed = seed_from_env("HDFS_FAULT_SEED");
+    let trials = count_from_env("HDFS_FAULT_TRIALS", 2);
     println!("hdfs faults: seed {seed} (replay: HDFS_FAULT_SEED={seed}), {trials} of each");
 
     let hdfs = Hdfs::start();

@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use support::proxy::{Mode, Proxy};
 use support::stack::Stack;
-use support::workload::{all_types_row, initial_rows, schema, sigterm, Rng};
+use support::workload::{
+    all_types_row, count_from_env, initial_rows, schema, seed_from_env, sigterm, Rng,
+};
 
 const TABLES: [&str; 4] = ["app.all_types", "app.composite", "app.nopk", "app.big"];
 /// Tables `binlake rebuild --follow` keeps current in the database `followed` (one process
@@ -251,19 +253,8 @@ impl Harness {
 
 #[test]
 fn chaos() {
-    let seed: u64 = std::env::var("CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-                | 1
-        });
-    let trials: usize = std::env::var("CHAOS_TRIALS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let seed = seed_from_env("CHAOS_SEED");
+    let trials = count_from_env("CHAOS_TRIALS", 3);
     println!("chaos seed {seed} (replay: CHAOS_SEED={seed}), {trials} kills per component");
     let started = Instant::now();
 
